@@ -1,0 +1,137 @@
+"""Validation of the config and the checkpoint sheet, with errors that name file, row and field.
+
+The schemas live in config/schemas/. Snakemake's own `validate` fills in their defaults; this
+module checks first so that a user reads "config/config.yaml: evaluation.ways: 'five' is not of
+type 'integer'" instead of a bare jsonschema trace, and adds the checks a schema cannot make
+(train sets that exist, unique names, a URI for each source).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import yaml
+
+SHEET_COLUMNS = ["name", "family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle"]
+_BOOL = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "": False}
+
+
+class ConfigError(ValueError):
+    """A config or sheet that does not fit its schema; the message names file, row and field."""
+
+
+def load_schema(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _validator(schema: dict, fill_defaults: bool):
+    base = jsonschema.Draft202012Validator
+    if not fill_defaults:
+        return base(schema)
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, sub):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(key, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, sub)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
+
+
+def _field(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    # oneOf/anyOf errors are vague at the top; the deepest sub-error says what is wrong.
+    best = jsonschema.exceptions.best_match([error])
+    return f"{_field(best)}: {best.message}"
+
+
+def check_against_schema(data: dict, schema: dict, where: str, fill_defaults: bool = True) -> dict:
+    """Validate `data` (filled with defaults in place) and raise ConfigError naming `where` and the field."""
+    errors = sorted(_validator(schema, fill_defaults).iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = [f"{where}: {_describe(e)}" for e in errors[:5]]
+        more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines) + more)
+    return data
+
+
+def validate_config(config: dict, schema_path: str | Path, source: str = "config") -> dict:
+    """Check the whole config against its schema and the cross-references between sections."""
+    if not isinstance(config, dict) or not config:
+        raise ConfigError(f"{source}: empty or not a mapping")
+    check_against_schema(config, load_schema(schema_path), source)
+    benchmarks = config["benchmarks"]
+    for name, spec in config["train_sets"].items():
+        for b in spec["benchmarks"]:
+            if b not in benchmarks:
+                raise ConfigError(f"{source}: train_sets.{name}.benchmarks: unknown benchmark {b!r} "
+                                  f"(known: {', '.join(benchmarks)})")
+    for b in config["evaluation"]["benchmarks"]:
+        if b not in benchmarks:
+            raise ConfigError(f"{source}: evaluation.benchmarks: unknown benchmark {b!r} (known: {', '.join(benchmarks)})")
+    if config["evaluation"]["name"] in config["train_sets"]:
+        raise ConfigError(f"{source}: evaluation.name {config['evaluation']['name']!r} is also a train set name; "
+                          "the held-out view needs a name of its own")
+    return config
+
+
+def _parse_bool(value: str, where: str) -> bool:
+    key = value.strip().lower()
+    if key not in _BOOL:
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return _BOOL[key]
+
+
+def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.DataFrame:
+    """Read and validate the checkpoint sheet; one error message per bad row names line, row name and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint sheet not found")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader((line for line in f if line.strip() and not line.startswith("#")), delimiter="\t")
+        header = reader.fieldnames or []
+        unknown = [c for c in header if c not in SHEET_COLUMNS]
+        if unknown:
+            raise ConfigError(f"{path}: unknown column(s) {unknown}; expected columns {SHEET_COLUMNS}")
+        raw_rows = list(reader)
+    schema = load_schema(schema_path)
+    rows, seen = [], {}
+    for i, raw in enumerate(raw_rows, start=2):  # line 1 is the header
+        if None in raw:
+            raise ConfigError(f"{path}, line {i}: more fields than columns (a stray tab?)")
+        name = (raw.get("name") or "").strip()
+        where = f"{path}, line {i} (row {name or '?'!r})"
+        row: dict[str, Any] = {k: (v or "").strip() for k, v in raw.items() if v is not None}
+        if "allow_pickle" in row:
+            row["allow_pickle"] = _parse_bool(row["allow_pickle"], f"{where}: field 'allow_pickle'")
+        row = {k: v for k, v in row.items() if not (v == "" and k not in ("uri", "checksum"))}
+        try:
+            check_against_schema(row, schema, where)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("invalid configuration", "invalid checkpoint sheet row")) from None
+        if row["name"] in seen:
+            raise ConfigError(f"{where}: field 'name': {row['name']!r} already used on line {seen[row['name']]}")
+        seen[row["name"]] = i
+        if row["train_set"] not in config["train_sets"]:
+            raise ConfigError(f"{where}: field 'train_set': {row['train_set']!r} is not a train set of the config "
+                              f"(known: {', '.join(config['train_sets'])})")
+        if row["source"] == "train" and row["uri"]:
+            raise ConfigError(f"{where}: field 'uri': must be empty for source 'train' (the workflow makes the file)")
+        if row["source"] != "train" and not row["uri"]:
+            raise ConfigError(f"{where}: field 'uri': required for source {row['source']!r}")
+        if row["source"] == "url" and not row["checksum"]:
+            raise ConfigError(f"{where}: field 'checksum': required for source 'url' (md5:... or sha256:...)")
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"{path}: no checkpoint rows")
+    return pd.DataFrame(rows, columns=SHEET_COLUMNS).set_index("name", drop=False)
