@@ -50,6 +50,15 @@ def view_spec(view):
     return {"kind": "train", **config["train_sets"][view]}
 
 
+def view_inputs(wildcards):
+    """The indexed-dataset files of every benchmark a view draws from, named <benchmark>_<file>."""
+    files = {}
+    for b in view_spec(wildcards.view)["benchmarks"]:
+        for kind, path in dataset_files(b).items():
+            files[f"{b}_{kind}"] = path
+    return files
+
+
 def episodes_file(view, ways, shots, queries, n, seed):
     return f"results/episodes/{view}/{ways}way-{shots}shot-{queries}query-{n}x-seed{seed}.json"
 

@@ -1,0 +1,138 @@
+"""Episode files: seeded, persisted N-way K-shot Q-query tasks (docs/formats.md section 3).
+
+Every evaluation and every diversity estimate reads its tasks from one of these files, so all
+checkpoints see exactly the same episodes. The JSON is written deterministically (one episode
+per line) so the same config gives byte-identical files.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from divcoeff.data.views import View
+from divcoeff.io import atomic_write_text
+from divcoeff.seeding import numpy_rng
+
+FORMAT = "divcoeff-episodes/1"
+
+
+class EpisodeError(ValueError):
+    """An episode file that is malformed, or was drawn from another version of its view."""
+
+
+@dataclass
+class Episodes:
+    """Episode arrays; `support[e, w]` are view rows of class `classes[e, w]` (local label w)."""
+
+    support: np.ndarray    # (E, W, K) int64
+    query: np.ndarray      # (E, W, Q) int64
+    classes: np.ndarray    # (E, W) int64 view labels
+    component: np.ndarray  # (E,) int64 index into `components`
+    meta: dict
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.support.shape[0])
+
+    @property
+    def ways(self) -> int:
+        return int(self.support.shape[1])
+
+    @property
+    def shots(self) -> int:
+        return int(self.support.shape[2])
+
+    @property
+    def queries(self) -> int:
+        return int(self.query.shape[2])
+
+    def rows(self) -> np.ndarray:
+        """Every view row any episode uses, sorted, each once (features are computed once per image)."""
+        return np.unique(np.concatenate([self.support.ravel(), self.query.ravel()]))
+
+
+def sample_episodes(view: View, ways: int, shots: int, queries: int, n: int, seed: int) -> Episodes:
+    """Draw `n` episodes mixture-style: a component uniformly, then `ways` classes in it, then
+    `shots + queries` distinct images per class."""
+    per_image = shots + queries
+    table = view.table
+    comps = sorted(table["component"].unique())
+    pools: list[list[np.ndarray]] = []  # per eligible component: row arrays of its usable classes
+    labels: list[list[int]] = []
+    eligible = []
+    for c, comp in enumerate(comps):
+        sub = table[table["component"] == comp]
+        groups = sorted(sub.groupby("label").indices.items())
+        usable = [(lab, np.sort(sub["row"].to_numpy()[idx])) for lab, idx in groups if len(idx) >= per_image]
+        if len(usable) >= ways:
+            eligible.append(c)
+            labels.append([lab for lab, _ in usable])
+            pools.append([rows for _, rows in usable])
+    if not eligible:
+        raise EpisodeError(
+            f"view {view.name!r}: no component has {ways} classes with at least {shots}+{queries} images each "
+            f"(components: {len(comps)}, images per class: {table.groupby('label').size().min()}..."
+            f"{table.groupby('label').size().max()})")
+    rng = numpy_rng(seed, "episodes", view.name, ways, shots, queries, n)
+    support = np.empty((n, ways, shots), np.int64)
+    query = np.empty((n, ways, queries), np.int64)
+    classes = np.empty((n, ways), np.int64)
+    component = np.empty(n, np.int64)
+    for e in range(n):
+        k = int(rng.integers(len(eligible)))
+        picked = rng.choice(len(labels[k]), ways, replace=False)
+        for w, p in enumerate(picked):
+            rows = rng.choice(pools[k][p], per_image, replace=False)
+            support[e, w], query[e, w] = rows[:shots], rows[shots:]
+            classes[e, w] = labels[k][p]
+        component[e] = eligible[k]
+    meta = {"format": FORMAT, "view": view.name, "view_sha256": view.sha256, "ways": ways, "shots": shots,
+            "queries": queries, "n_episodes": n, "seed": seed, "components": comps}
+    return Episodes(support, query, classes, component, meta)
+
+
+def write_episodes(path: str | Path, episodes: Episodes) -> None:
+    header = json.dumps(episodes.meta, sort_keys=True, separators=(", ", ": "))
+    lines = []
+    for e in range(episodes.n_episodes):
+        ep = {"component": int(episodes.component[e]), "classes": episodes.classes[e].tolist(),
+              "support": episodes.support[e].tolist(), "query": episodes.query[e].tolist()}
+        lines.append(json.dumps(ep, sort_keys=True, separators=(",", ":")))
+    text = header[:-1] + ', "episodes": [\n' + ",\n".join(lines) + "\n]}\n"
+    atomic_write_text(path, text)
+
+
+def load_episodes(path: str | Path, view: View | None = None) -> Episodes:
+    """Read an episode file; with `view`, refuse a file drawn from another version of it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EpisodeError(f"{path}: episode file not found") from None
+    except json.JSONDecodeError as e:
+        raise EpisodeError(f"{path}: not valid JSON ({e})") from None
+    if data.get("format") != FORMAT:
+        raise EpisodeError(f"{path}: field 'format': expected {FORMAT!r}, got {data.get('format')!r}")
+    try:
+        eps = data["episodes"]
+        support = np.asarray([ep["support"] for ep in eps], dtype=np.int64)
+        query = np.asarray([ep["query"] for ep in eps], dtype=np.int64)
+        classes = np.asarray([ep["classes"] for ep in eps], dtype=np.int64)
+        component = np.asarray([ep["component"] for ep in eps], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as e:
+        raise EpisodeError(f"{path}: malformed episode list ({type(e).__name__}: {e})") from None
+    meta = {k: v for k, v in data.items() if k != "episodes"}
+    expect = (meta.get("n_episodes"), meta.get("ways"), meta.get("shots"))
+    if support.ndim != 3 or support.shape != expect or query.shape != (expect[0], expect[1], meta.get("queries")):
+        raise EpisodeError(f"{path}: episode arrays of shape {support.shape}/{query.shape} do not match the header "
+                           f"(n_episodes, ways, shots, queries) = {expect + (meta.get('queries'),)}")
+    if view is not None:
+        if meta.get("view") != view.name or meta.get("view_sha256") != view.sha256:
+            raise EpisodeError(f"{path}: drawn from view {meta.get('view')!r} ({str(meta.get('view_sha256'))[:12]}), "
+                               f"not from {view.path} ({view.sha256[:12]}); rebuild the episode file")
+        if support.size and max(support.max(), query.max()) >= len(view.table):
+            raise EpisodeError(f"{path}: refers to rows beyond the {len(view.table)} rows of {view.path}")
+    return Episodes(support, query, classes, component, meta)

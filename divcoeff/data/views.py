@@ -1,0 +1,253 @@
+"""Views: labelled selections of images from indexed datasets (docs/formats.md section 2).
+
+A training set (`train_sets:`) and the held-out evaluation set (`evaluation:`) are both views.
+Building one resolves everything random about it once (which scripts a `domains: 2` draw
+picks, which classes and images are kept), so training, diversity and evaluation all read
+the same selection.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from divcoeff.data.indexed import IndexedDataset
+from divcoeff.io import atomic_write_json, atomic_write_text, read_json, sha256_file
+from divcoeff.seeding import numpy_rng
+
+VIEW_COLUMNS = ["row", "benchmark", "image_id", "label", "component", "class_name"]
+
+
+class ViewError(ValueError):
+    """A view that cannot be built from the data as configured."""
+
+
+def _candidates(name: str, spec: dict, datasets: dict[str, IndexedDataset]) -> pd.DataFrame:
+    """All images of the requested split, with their class, domain and component names."""
+    frames = []
+    for b in spec["benchmarks"]:
+        if b not in datasets:
+            raise ViewError(f"view {name!r}: benchmark {b!r} was not given (have {sorted(datasets)})")
+        ds = datasets[b]
+        idx = ds.index[ds.index["split"] == spec.get("split", "train")]
+        cls = ds.classes.set_index("class_id")
+        frame = pd.DataFrame({
+            "benchmark": b,
+            "image_id": idx["image_id"].to_numpy(),
+            "class_id": idx["class_id"].to_numpy(),
+            "class_name": cls.loc[idx["class_id"], "name"].to_numpy(),
+            "domain": cls.loc[idx["class_id"], "domain"].to_numpy(),
+        })
+        frames.append(frame)
+    images = pd.concat(frames, ignore_index=True)
+    if images.empty:
+        raise ViewError(f"view {name!r}: no images in split {spec.get('split', 'train')!r} of {spec['benchmarks']}")
+    if spec.get("mixture_over", "domain") == "domain":
+        images["component"] = images["benchmark"] + "/" + images["domain"].astype(str)
+    else:
+        images["component"] = images["benchmark"]
+    return images
+
+
+def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, min_classes: int) -> tuple[list[str], int]:
+    """Choose the mixture components (scripts) and how many classes each contributes."""
+    n_classes_total = spec.get("classes")
+    comp_sizes = per_class.groupby("component").size()
+    available = sorted(comp_sizes.index)
+    wanted = spec.get("domains", "all")
+    if isinstance(wanted, list):
+        by_domain = {c.split("/", 1)[-1]: c for c in available}
+        missing = [d for d in wanted if d not in by_domain and d not in available]
+        if missing:
+            raise ViewError(f"view {name!r}: domains {missing} not in the data (available: "
+                            f"{', '.join(sorted(by_domain))})")
+        chosen = [by_domain.get(d, d) for d in wanted]
+        return chosen, (math.ceil(n_classes_total / len(chosen)) if n_classes_total else 0)
+
+    def eligible(k: int) -> list[str]:
+        need = max(min_classes, math.ceil(n_classes_total / k)) if n_classes_total else min_classes
+        return [c for c in available if comp_sizes[c] >= need]
+
+    rng = numpy_rng(seed, "view-domains", wanted, spec.get("draw", 0))
+    if wanted == "all":
+        # Every component that can contribute at least `min_classes` (a whole N-way task); with a
+        # fixed class budget at most classes // min_classes components fit.
+        k = len(eligible(1)) if not n_classes_total else min(len(eligible(1)), n_classes_total // min_classes)
+        while k > 0 and len(eligible(k)) < k:
+            k -= 1
+    else:
+        k = int(wanted)
+    pool = eligible(max(k, 1))
+    if k < 1 or len(pool) < k:
+        need = max(min_classes, math.ceil(n_classes_total / max(k, 1))) if n_classes_total else min_classes
+        raise ViewError(
+            f"view {name!r}: needs {k or wanted} domain(s) with at least {need} usable classes each, but only "
+            f"{len(pool)} qualify ({', '.join(f'{c}: {comp_sizes[c]}' for c in available)}); "
+            "install more fonts, or lower `classes` / `domains` in the config")
+    chosen = sorted(rng.permutation(pool)[:k].tolist())
+    return chosen, (math.ceil(n_classes_total / k) if n_classes_total else 0)
+
+
+def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed: int,
+               min_classes_per_component: int = 5) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Resolve a view spec against the datasets; returns the table and its metadata.
+
+    `spec` is a train set entry (benchmarks, split, domains, draw, classes, images_per_class,
+    mixture_over, image_size) or the evaluation entry. With `classes` set, the class budget is
+    split as evenly as possible over the chosen components so that views of different
+    diversity are matched in size.
+    """
+    images = _candidates(name, spec, datasets)
+    ipc = spec.get("images_per_class")
+    key = ["benchmark", "class_id"]
+    per_class = images.groupby(key).agg(component=("component", "first"), n=("image_id", "size")).reset_index()
+    if ipc:
+        per_class = per_class[per_class["n"] >= ipc]
+    components, _ = _pick_components(name, spec, per_class, seed, min_classes_per_component)
+
+    rng = numpy_rng(seed, "view-classes", name)
+    n_total = spec.get("classes")
+    keep = []
+    for i, comp in enumerate(components):
+        cands = per_class[per_class["component"] == comp].sort_values(key)
+        if n_total:
+            quota = n_total // len(components) + (1 if i < n_total % len(components) else 0)
+            cands = cands.iloc[np.sort(rng.choice(len(cands), quota, replace=False))]
+        keep.append(cands[key])
+    keep = pd.concat(keep, ignore_index=True)
+    if n_total and len(keep) != n_total:
+        raise ViewError(f"view {name!r}: could only select {len(keep)} of {n_total} classes")
+
+    chosen = images.merge(keep, on=key).sort_values(["benchmark", "class_id", "image_id"])
+    if ipc:
+        parts = []
+        for _, grp in chosen.groupby(key, sort=True):
+            parts.append(grp.iloc[np.sort(rng.choice(len(grp), ipc, replace=False))])
+        chosen = pd.concat(parts)
+    chosen = chosen.reset_index(drop=True)
+    labels = {k: i for i, k in enumerate(sorted(set(zip(chosen["benchmark"], chosen["class_id"]))))}
+    table = pd.DataFrame({
+        "row": np.arange(len(chosen)),
+        "benchmark": chosen["benchmark"],
+        "image_id": chosen["image_id"].astype(np.int64),
+        "label": [labels[k] for k in zip(chosen["benchmark"], chosen["class_id"])],
+        "component": chosen["component"],
+        "class_name": chosen["class_name"],
+    })
+
+    first = datasets[spec["benchmarks"][0]].manifest
+    size = spec.get("image_size") or int(first["image_size"][0])
+    meta = {
+        "name": name,
+        "kind": spec.get("kind", "train"),
+        "benchmarks": list(spec["benchmarks"]),
+        "datasets": {b: str(Path(datasets[b].path)) for b in spec["benchmarks"]},
+        "components": components,
+        "n_classes": len(labels),
+        "n_images": len(table),
+        "image_size": size,
+        "channels": int(first["channels"]),
+        "spec": {k: v for k, v in spec.items() if k != "kind"},
+        "resolved": {"components": components,
+                     "classes_per_component": table.groupby("component")["label"].nunique().to_dict()},
+        "seed": seed,
+    }
+    return table, meta
+
+
+def write_view(tsv_path: str | Path, json_path: str | Path, table: pd.DataFrame, meta: dict) -> None:
+    """Write the table, then the metadata with the table's hash (the JSON is the completion mark)."""
+    atomic_write_text(tsv_path, table[VIEW_COLUMNS].to_csv(sep="\t", index=False, lineterminator="\n"))
+    atomic_write_json(json_path, {**meta, "sha256": sha256_file(tsv_path)})
+
+
+@dataclass
+class View:
+    """A loaded view; `images(rows)` pulls pixels from the indexed datasets it refers to."""
+
+    path: Path
+    table: pd.DataFrame
+    meta: dict
+
+    @classmethod
+    def load(cls, tsv_path: str | Path) -> "View":
+        tsv_path = Path(tsv_path)
+        json_path = tsv_path.with_suffix(".json")
+        meta = read_json(json_path)
+        digest = sha256_file(tsv_path)
+        if digest != meta.get("sha256"):
+            raise ViewError(f"{tsv_path}: content does not match the hash in {json_path}; rebuild the view")
+        table = pd.read_csv(tsv_path, sep="\t", dtype={"benchmark": str, "component": str, "class_name": str},
+                            keep_default_na=False)
+        missing = [c for c in VIEW_COLUMNS if c not in table.columns]
+        if missing:
+            raise ViewError(f"{tsv_path}: missing column(s) {missing}")
+        return cls(tsv_path, table, meta)
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def sha256(self) -> str:
+        return self.meta["sha256"]
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.meta["n_classes"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.meta["channels"])
+
+    def images(self, rows: np.ndarray | list[int] | None = None, size: int | None = None,
+               channels: int | None = None) -> torch.Tensor:
+        """float32 (n, C, H, W) in [0, 1] for the given view rows (all rows when None)."""
+        rows = np.arange(len(self.table)) if rows is None else np.asarray(rows, dtype=np.int64)
+        size = size or self.image_size
+        channels = channels or self.channels
+        out = torch.empty((len(rows), channels, size, size), dtype=torch.float32)
+        sub = self.table.iloc[rows]
+        for bench, positions in sub.groupby("benchmark").indices.items():
+            ds = self._dataset(bench)
+            ids = sub["image_id"].to_numpy()[positions]
+            order = np.argsort(ids)  # memmaps read fastest in order
+            pixels = np.asarray(ds.images[ids[order]])
+            x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0)
+            x = convert_images(x, size, channels)
+            out[torch.from_numpy(positions[order])] = x
+        return out
+
+    def labels(self, rows: np.ndarray | list[int] | None = None) -> torch.Tensor:
+        labels = self.table["label"].to_numpy()
+        return torch.from_numpy(labels if rows is None else labels[np.asarray(rows)]).long()
+
+    def _dataset(self, bench: str) -> IndexedDataset:
+        cache = self.__dict__.setdefault("_datasets", {})
+        if bench not in cache:
+            cache[bench] = IndexedDataset.load(self.meta["datasets"][bench])
+        return cache[bench]
+
+
+def convert_images(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """Resize (antialiased bilinear) and convert grey<->RGB; x is (n, C, H, W) in [0, 1]."""
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1 and channels == 3:
+        return x.expand(-1, 3, -1, -1).contiguous()
+    if x.shape[1] == 3 and channels == 1:
+        w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
+        return (x * w).sum(1, keepdim=True)
+    raise ValueError(f"cannot convert images with {x.shape[1]} channels to {channels}")

@@ -1,0 +1,84 @@
+# Data stage: raw benchmarks -> indexed datasets -> views (training sets, the held-out set)
+# -> persisted episode files. Every later stage reads episodes from these files.
+
+GLYPH_BENCHMARKS = [b for b, s in config["benchmarks"].items() if s["source"] == "glyphs"]
+# A view's mixture components must each hold a whole N-way task.
+MIN_WAYS = max(DIV["ways"], config["training"]["maml"]["ways"], EVAL["ways"])
+
+
+rule render_glyphs:
+    output:
+        **dataset_files("{benchmark}"),
+    params:
+        spec=lambda w: config["benchmarks"][w.benchmark],
+        name=lambda w: w.benchmark,
+    wildcard_constraints:
+        benchmark="|".join(GLYPH_BENCHMARKS) or "^$",
+    log:
+        "logs/data/render_glyphs_{benchmark}.log",
+    benchmark:
+        "benchmarks/data/render_glyphs_{benchmark}.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/render_glyphs.py"
+
+
+rule montage:
+    input:
+        **dataset_files("{benchmark}"),
+    output:
+        png=report("results/figures/{benchmark}_montage.png", caption="../report/montage.rst", category="Data"),
+    log:
+        "logs/data/montage_{benchmark}.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/montage.py"
+
+
+rule build_view:
+    input:
+        unpack(view_inputs),
+    output:
+        tsv="results/views/{view}.tsv",
+        meta="results/views/{view}.json",
+    params:
+        spec=lambda w: view_spec(w.view),
+        seed=config["seed"],
+        min_ways=MIN_WAYS,
+    wildcard_constraints:
+        view="|".join(VIEWS),
+    log:
+        "logs/data/build_view_{view}.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/build_view.py"
+
+
+rule sample_episodes:
+    input:
+        tsv="results/views/{view}.tsv",
+        meta="results/views/{view}.json",
+    output:
+        episodes="results/episodes/{view}/{ways}way-{shots}shot-{queries}query-{n}x-seed{seed}.json",
+    params:
+        master_seed=config["seed"],
+    wildcard_constraints:
+        ways=r"\d+",
+        shots=r"\d+",
+        queries=r"\d+",
+        n=r"\d+",
+        seed=r"\d+",
+    log:
+        "logs/data/episodes_{view}_{ways}way-{shots}shot-{queries}query-{n}x-seed{seed}.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/sample_episodes.py"
+
+
+ALL_TARGETS.extend(expand("results/figures/{b}_montage.png", b=GLYPH_BENCHMARKS))
+ALL_TARGETS.append(eval_episodes_file())
+ALL_TARGETS.extend(diversity_episodes_file(t) for t in TRAIN_SETS)
