@@ -6,9 +6,12 @@ Hashing (rather than adding offsets) keeps streams independent: the seed of trai
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported only where a torch.Generator is made: the report env has no torch
+    import torch
 
 
 def derive_seed(master: int, *keys: object) -> int:
@@ -22,6 +25,8 @@ def numpy_rng(master: int, *keys: object) -> np.random.Generator:
 
 
 def torch_generator(master: int, *keys: object, device: str | torch.device = "cpu") -> torch.Generator:
+    import torch
+
     g = torch.Generator(device=device)
     g.manual_seed(derive_seed(master, *keys))
     return g

@@ -12,8 +12,14 @@ CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
 # Our check names file and field; snakemake's validate then fills in the schema's defaults.
 validate_config(config, Path(workflow.basedir, "config/schemas/config.schema.yaml"), CONFIG_SOURCE)
 validate(config, "../config/schemas/config.schema.yaml")
+def _in_workflow(path):
+    """A relative path from the config: as given when it exists (run from the workflow folder), else under it."""
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else Path(workflow.basedir, p)
+
+
 SHEET = load_sheet(
-    config["checkpoint_sheet"], Path(workflow.basedir, "config/schemas/checkpoints.schema.yaml"), config
+    _in_workflow(config["checkpoint_sheet"]), Path(workflow.basedir, "config/schemas/checkpoints.schema.yaml"), config
 )
 
 EVAL = config["evaluation"]
@@ -78,3 +84,39 @@ def checkpoint_file(name):
     if SHEET.loc[name, "source"] == "train":
         return f"results/checkpoints/{name}.pt"
     return f"resources/checkpoints/{name}.pt"
+
+
+# --- report stage helpers ---
+def report_metrics():
+    """The metrics plotted against diversity; the calibrated loss only where the evaluation computes it."""
+    return ["accuracy", "loss"] + (["loss_calibrated"] if EVAL["calibrate_temperature"] else [])
+
+
+def report_figures():
+    """Every scatter plot in every format: results/figures/diversity_vs_<metric>.<png|pdf|svg>."""
+    return [f"results/figures/diversity_vs_{m}.{fmt}" for m in report_metrics() for fmt in ("png", "pdf", "svg")]
+
+
+def report_checkpoints():
+    """The sheet rows the summary joins, each with the paths of its evaluation and diversity JSON
+    (docs/formats.md sections 5 and 6). Passed as a param, so a changed sheet redraws the report."""
+    return [
+        {
+            "name": name,
+            "family": row["family"],
+            "arch": row["arch"],
+            "train_set": row["train_set"],
+            "eval": f"results/eval/{name}.json",
+            "diversity": f"results/diversity/{row['train_set']}.json",
+        }
+        for name, row in SHEET.iterrows()
+    ]
+
+
+def report_eval_files(wildcards):
+    return [c["eval"] for c in report_checkpoints()]
+
+
+def report_diversity_files(wildcards):
+    """One diversity JSON per training set that some checkpoint was trained on."""
+    return list(dict.fromkeys(c["diversity"] for c in report_checkpoints()))

@@ -12,6 +12,7 @@ rule render_glyphs:
     params:
         spec=lambda w: config["benchmarks"][w.benchmark],
         name=lambda w: w.benchmark,
+        seed=config["seed"],
     wildcard_constraints:
         benchmark="|".join(GLYPH_BENCHMARKS) or "^$",
     log:

@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 from divcoeff.data.indexed import IndexedDataset
 from divcoeff.io import atomic_write_json, atomic_write_text, read_json, sha256_file
 from divcoeff.seeding import numpy_rng
+
+if TYPE_CHECKING:  # torch is imported where pixels are served: the data env builds views without it
+    import torch
 
 VIEW_COLUMNS = ["row", "benchmark", "image_id", "label", "component", "class_name"]
 
@@ -213,6 +216,8 @@ class View:
     def images(self, rows: np.ndarray | list[int] | None = None, size: int | None = None,
                channels: int | None = None) -> torch.Tensor:
         """float32 (n, C, H, W) in [0, 1] for the given view rows (all rows when None)."""
+        import torch
+
         rows = np.arange(len(self.table)) if rows is None else np.asarray(rows, dtype=np.int64)
         size = size or self.image_size
         channels = channels or self.channels
@@ -229,6 +234,8 @@ class View:
         return out
 
     def labels(self, rows: np.ndarray | list[int] | None = None) -> torch.Tensor:
+        import torch
+
         labels = self.table["label"].to_numpy()
         return torch.from_numpy(labels if rows is None else labels[np.asarray(rows)]).long()
 
@@ -241,6 +248,9 @@ class View:
 
 def convert_images(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     """Resize (antialiased bilinear) and convert grey<->RGB; x is (n, C, H, W) in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
     if x.shape[1] == channels:

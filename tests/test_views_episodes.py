@@ -1,0 +1,95 @@
+"""Views (training sets matched in size, the held-out set) and the persisted episode files."""
+import numpy as np
+import pytest
+
+from divcoeff.data.episodes import EpisodeError, load_episodes, sample_episodes, write_episodes
+from divcoeff.data.indexed import IndexedDataset
+from divcoeff.data.views import View, ViewError, build_view, write_view
+from divcoeff.io import sha256_file
+
+from conftest import synthetic_dataset
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return IndexedDataset.load(synthetic_dataset(tmp_path / "data" / "synth", n_domains=4, classes_per_domain=20))
+
+
+def _view(tmp_path, ds, name, **spec):
+    spec = {"benchmarks": ["synth"], **spec}
+    table, meta = build_view(name, spec, {"synth": ds}, seed=0)
+    write_view(tmp_path / f"{name}.tsv", tmp_path / f"{name}.json", table, meta)
+    return View.load(tmp_path / f"{name}.tsv")
+
+
+def test_training_sets_of_rising_diversity_are_matched_in_size(tmp_path, dataset):
+    views = {k: _view(tmp_path, dataset, f"v{k}", split="train", domains=k, classes=10, images_per_class=8)
+             for k in (1, 2, "all")}
+    for v in views.values():
+        assert v.n_classes == 10 and len(v.table) == 80
+        assert v.table.groupby("label").size().eq(8).all()
+    assert [len(v.meta["components"]) for v in views.values()] == [1, 2, 2]  # "all" fits 10 // 5 scripts
+    assert sorted(views[1].table["label"].unique()) == list(range(10))
+
+
+def test_draws_pick_different_domains_and_are_reproducible(tmp_path, dataset):
+    a = _view(tmp_path, dataset, "a", domains=1, draw=0, classes=5)
+    a2 = _view(tmp_path, dataset, "a2", domains=1, draw=0, classes=5)
+    comps = {tuple(_view(tmp_path, dataset, f"d{d}", domains=1, draw=d, classes=5).meta["components"])
+             for d in range(6)}
+    assert a.meta["components"] == a2.meta["components"]
+    assert len(comps) > 1
+
+
+def test_held_out_view_shares_no_class_with_training_views(tmp_path, dataset):
+    train = _view(tmp_path, dataset, "train", split="train", domains="all")
+    test = _view(tmp_path, dataset, "test", split="test", domains="all")
+    assert not set(train.table["class_name"]) & set(test.table["class_name"])
+    assert not set(train.table["image_id"]) & set(test.table["image_id"])
+
+
+def test_asking_for_more_domains_than_exist_names_the_view(tmp_path, dataset):
+    with pytest.raises(ViewError, match="view 'big'.*6 domain"):
+        _view(tmp_path, dataset, "big", domains=6, classes=30)
+
+
+def test_view_serves_resized_rgb_pixels(tmp_path, dataset):
+    v = _view(tmp_path, dataset, "v", domains=1)
+    x = v.images([0, 1], size=32, channels=3)
+    assert x.shape == (2, 3, 32, 32) and x.dtype.is_floating_point
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    raw = np.asarray(dataset.images[v.table["image_id"].iloc[0]])[..., 0] / 255
+    np.testing.assert_allclose(v.images([0])[0, 0].numpy(), raw, atol=1e-6)
+
+
+def test_episode_files_are_byte_identical_for_a_seed_and_differ_across_seeds(tmp_path, dataset):
+    v = _view(tmp_path, dataset, "v", domains="all")
+    paths = []
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        write_episodes(tmp_path / f"{name}.json", sample_episodes(v, 5, 2, 3, 20, seed=seed))
+        paths.append(tmp_path / f"{name}.json")
+    assert sha256_file(paths[0]) == sha256_file(paths[1])
+    assert sha256_file(paths[0]) != sha256_file(paths[2])
+
+
+def test_episodes_hold_disjoint_images_of_their_classes_inside_one_component(tmp_path, dataset):
+    v = _view(tmp_path, dataset, "v", domains="all")
+    write_episodes(tmp_path / "e.json", sample_episodes(v, 5, 2, 3, 30, seed=1))
+    ep = load_episodes(tmp_path / "e.json", v)
+    assert ep.support.shape == (30, 5, 2) and ep.query.shape == (30, 5, 3)
+    labels = v.table["label"].to_numpy()
+    comps = v.table["component"].to_numpy()
+    for e in range(30):
+        rows = np.concatenate([ep.support[e], ep.query[e]], 1)
+        assert len(np.unique(rows)) == rows.size                       # no image twice
+        assert (labels[rows] == ep.classes[e][:, None]).all()          # each row of its class
+        assert len(np.unique(ep.classes[e])) == 5
+        assert len(set(comps[rows.ravel()])) == 1                      # one mixture component
+
+
+def test_episodes_of_a_rebuilt_view_are_refused(tmp_path, dataset):
+    v = _view(tmp_path, dataset, "v", domains="all")
+    write_episodes(tmp_path / "e.json", sample_episodes(v, 5, 1, 1, 3, seed=1))
+    other = _view(tmp_path, dataset, "w", domains=1)
+    with pytest.raises(EpisodeError, match="e.json"):
+        load_episodes(tmp_path / "e.json", other)

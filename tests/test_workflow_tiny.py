@@ -1,0 +1,56 @@
+"""The whole workflow on config/tiny (DejaVu fonts only, a few steps, tasks and episodes), run by Snakemake.
+
+One run per test session in a temporary working directory; the tests then read what it left.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.workflow
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(repo, workdir, *args, config="config/tiny/config.yaml"):
+    cmd = [*SNAKEMAKE, "-s", str(repo / "Snakefile"), "--directory", str(workdir), "--configfile",
+           str(repo / config), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    repo = Path(__file__).resolve().parents[1]
+    workdir = tmp_path_factory.mktemp("tiny")
+    out = snakemake(repo, workdir)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return repo, workdir
+
+
+def test_tiny_study_renders_data_montage_and_episodes(tiny_run):
+    _, wd = tiny_run
+    manifest = json.loads((wd / "results/data/glyphs/manifest.json").read_text())
+    assert len(manifest["domains"]) >= 5
+    assert (wd / "results/figures/glyphs_montage.png").stat().st_size > 1000
+    eval_eps = json.loads((wd / "results/episodes/tiny-heldout/5way-1shot-2query-6x-seed21.json").read_text())
+    assert eval_eps["n_episodes"] == 6 and len(eval_eps["episodes"]) == 6
+    for t in ("tiny-1s", "tiny-all"):
+        assert (wd / f"results/episodes/{t}/5way-1shot-1query-4x-seed31.json").exists()
+        assert (wd / f"logs/data/build_view_{t}.log").exists()
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    repo, wd = tiny_run
+    out = snakemake(repo, wd, "-n")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_episodes_are_rebuilt_byte_identical(tiny_run):
+    repo, wd = tiny_run
+    path = wd / "results/episodes/tiny-heldout/5way-1shot-2query-6x-seed21.json"
+    before = path.read_bytes()
+    out = snakemake(repo, wd, "--force", str(path.relative_to(wd)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert path.read_bytes() == before
