@@ -6,10 +6,15 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless configs are given with --configfile: Snakemake would otherwise merge
+# them into it (the glyph benchmarks and train sets would join config/paper/config.yaml's).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/fetch.smk"
 include: "rules/data.smk"
 
 

@@ -86,6 +86,24 @@ def checkpoint_file(name):
     return f"resources/checkpoints/{name}.pt"
 
 
+# --- diversity stage helpers ---
+def diversity_inputs(wildcards):
+    """A train set's view and diversity episodes, and the probe's checkpoint when the probe is one."""
+    files = {
+        "tsv": f"results/views/{wildcards.train_set}.tsv",
+        "meta": f"results/views/{wildcards.train_set}.json",
+        "episodes": diversity_episodes_file(wildcards.train_set),
+    }
+    probe = DIV["probe"]
+    if probe["kind"] == "checkpoint":
+        name = probe.get("checkpoint")
+        if name not in SHEET.index:
+            raise ValueError(f"{CONFIG_SOURCE}: diversity.probe.checkpoint: {name!r} is not a row of "
+                             f"{config['checkpoint_sheet']}")
+        files["probe_checkpoint"] = checkpoint_file(name)
+    return files
+
+
 # --- report stage helpers ---
 def report_metrics():
     """The metrics plotted against diversity; the calibrated loss only where the evaluation computes it."""
@@ -120,3 +138,62 @@ def report_eval_files(wildcards):
 def report_diversity_files(wildcards):
     """One diversity JSON per training set that some checkpoint was trained on."""
     return list(dict.fromkeys(c["diversity"] for c in report_checkpoints()))
+
+
+# --- benchmarks stage helpers ---
+import re as _re
+
+# Benchmarks read from files as distributed (everything but the rendered glyphs).
+FETCHED_BENCHMARKS = [b for b, s in config["benchmarks"].items() if s["source"] != "glyphs"]
+
+
+def _alternatives(names):
+    """A wildcard regex matching exactly these names (and nothing when there are none)."""
+    return "|".join(_re.escape(n) for n in names) or "^$"
+
+
+def benchmark_file_entries(benchmark):
+    """The benchmark's `files:` entries by name; a name used twice is a config error."""
+    entries = {}
+    for entry in config["benchmarks"][benchmark]["files"]:
+        if entry["name"] in entries:
+            raise ValueError(f"{CONFIG_SOURCE}: benchmarks.{benchmark}.files: the name {entry['name']!r} is used "
+                             "twice; every file needs its own name")
+        entries[entry["name"]] = entry
+    return entries
+
+
+def benchmark_file(benchmark, name):
+    return f"resources/benchmarks/{benchmark}/{name}"
+
+
+def benchmark_provenance(benchmark, name):
+    return f"resources/benchmarks/{benchmark}/{name}.provenance.json"
+
+
+def benchmark_inputs(wildcards):
+    """The fetched files of a benchmark and their provenance JSONs, in config order."""
+    names = list(benchmark_file_entries(wildcards.benchmark))
+    return {
+        "files": [benchmark_file(wildcards.benchmark, n) for n in names],
+        "provenance": [benchmark_provenance(wildcards.benchmark, n) for n in names],
+    }
+
+
+FETCHED_BENCHMARKS_RE = _alternatives(FETCHED_BENCHMARKS)
+BENCHMARK_FILE_NAMES_RE = _alternatives(sorted({n for b in FETCHED_BENCHMARKS for n in benchmark_file_entries(b)}))
+
+
+# --- fetch stage helpers ---
+import re as _fetch_re
+
+# Sheet rows the workflow downloads or copies rather than trains.
+FETCHED_CHECKPOINTS = [n for n in SHEET.index if SHEET.loc[n, "source"] != "train"]
+FETCHED_CHECKPOINTS_RE = "|".join(_fetch_re.escape(n) for n in FETCHED_CHECKPOINTS) or "^$"
+
+
+def fetched_checkpoint_input(wildcards):
+    """A `file` row's local path is an input: editing that file makes the copy out of date."""
+    if SHEET.loc[wildcards.name, "source"] == "file":
+        return {"local": SHEET.loc[wildcards.name, "uri"]}
+    return {}

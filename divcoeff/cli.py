@@ -1,0 +1,73 @@
+"""Command line: `python -m divcoeff list-zenodo <record>` and `python -m divcoeff list-hf <repo>`.
+
+Both print checkpoint-sheet rows (TSV, header first) for the .pt/.pth/.ckpt files found, with
+the exact uri and checksum; a summary and what to fill in by hand go to stderr, so that
+`python -m divcoeff list-zenodo 8247898 --no-header >> config/checkpoints.tsv` appends rows only.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .fetch.errors import FetchError
+from .fetch.listing import CHECKPOINT_EXTENSIONS, hf_rows, to_tsv, zenodo_rows
+from .fetch.zenodo import DEFAULT_BASE_URL
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--family", default="", choices=["", "pt", "maml"],
+                   help="family for every row (default: empty, to fill in per row)")
+    p.add_argument("--arch", default="resnet12_rfs", choices=["resnet12", "resnet12_rfs", "resnet12_l2l"],
+                   help="arch for every row (default: resnet12_rfs, the published files' layout)")
+    p.add_argument("--train-set", default="", help="train_set for every row (default: empty, to fill in)")
+    p.add_argument("--prefix", default="", help="prefix for the row names")
+    p.add_argument("--ext", action="append", help=f"file endings to list (default: {' '.join(CHECKPOINT_EXTENSIONS)})")
+    p.add_argument("--no-header", action="store_true", help="rows only, to append to an existing sheet")
+    p.add_argument("--retries", type=int, default=4)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m divcoeff", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    z = sub.add_parser("list-zenodo", help="sheet rows for the checkpoint files of a Zenodo record")
+    z.add_argument("record", help="record id, e.g. 8247898")
+    z.add_argument("--base-url", default=DEFAULT_BASE_URL, help=f"Zenodo (or mirror) base URL (default {DEFAULT_BASE_URL})")
+    _common(z)
+    h = sub.add_parser("list-hf", help="sheet rows for the checkpoint files of a Hugging Face Hub model repo")
+    h.add_argument("repo", help="repo id, <namespace>/<name>")
+    h.add_argument("--revision", default="main", help="branch, tag or commit (rows pin the commit it resolves to)")
+    h.add_argument("--endpoint", default=None, help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co)")
+    _common(h)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = {"retries": args.retries, "timeout_s": args.timeout}
+    keep = {"family": args.family, "arch": args.arch, "train_set": args.train_set, "prefix": args.prefix,
+            "extensions": tuple(args.ext) if args.ext else CHECKPOINT_EXTENSIONS}
+    try:
+        if args.command == "list-zenodo":
+            rows, info = zenodo_rows(args.record, {**settings, "zenodo_url": args.base_url}, **keep)
+        else:
+            rows, info = hf_rows(args.repo, args.revision, {**settings, "hf_endpoint": args.endpoint}, **keep)
+    except FetchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    title = f" \"{info['title']}\"" if info["title"] else ""
+    size = sum(s or 0 for s in info["sizes"]) / 1e6
+    print(f"# {info['where']}{title}: {info['n_rows']} checkpoint file(s) of {info['n_files']}, {size:.1f} MB",
+          file=sys.stderr)
+    missing = [c for c in ("family", "train_set") if not keep[c]]
+    if rows and missing:
+        print(f"# fill in {' and '.join(missing)} for each row (see README, 'Filling the checkpoint sheet')",
+              file=sys.stderr)
+    if not rows:
+        print(f"# no files ending in {' '.join(keep['extensions'])}", file=sys.stderr)
+    sys.stdout.write(to_tsv(rows, header=not args.no_header))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

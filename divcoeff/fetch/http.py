@@ -1,0 +1,281 @@
+"""HTTP downloads a rerun can trust: resumable, retried, verified, then renamed into place.
+
+Bytes arrive in `<dest>.part`; `<dest>.part.json` remembers which URL (and which version of
+it, by ETag or Last-Modified) they belong to, so that a later attempt, in this process or in a
+rerun after a crash, asks only for the rest (`Range: bytes=N-`, guarded by `If-Range`). The
+finished file is hashed and compared with every expected checksum before it is renamed onto
+`dest`; a mismatch deletes the partial file, because resuming corrupt bytes cannot help.
+Transient failures (connection errors, timeouts, a transfer cut short, HTTP 408/429/5xx) are
+retried with exponential backoff; other HTTP errors fail at once with the URL in the message.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from tqdm import tqdm
+
+from .. import __version__
+from .checksums import Checksum, hash_file, verify
+from .errors import ChecksumError, FetchError
+
+log = logging.getLogger("divcoeff.fetch")
+
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_CHUNK = 1 << 18
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The `fetch:` section of the config, as far as HTTP is concerned."""
+
+    retries: int = 4            # attempts after the first one
+    timeout_s: float = 60.0     # connect and read timeout of one request
+    backoff_s: float = 1.0      # wait before retry k is backoff_s * 2**k
+    max_backoff_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: dict | None) -> "HttpSettings":
+        s = settings or {}
+        return cls(**{k: s[k] for k in ("retries", "timeout_s", "backoff_s", "max_backoff_s") if s.get(k) is not None})
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        wait = self.backoff_s * 2 ** attempt
+        if retry_after is not None:
+            wait = max(wait, retry_after)  # the server knows best when it will be back
+        return min(wait, self.max_backoff_s)
+
+
+class TransientError(Exception):
+    """A failure worth another attempt."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Download:
+    url: str        # the URL asked for (redirects are followed)
+    size: int
+    sha256: str
+    md5: str
+    verified: list
+    attempts: int
+    resumed_from: int  # bytes already on disk when the first attempt of this call started
+
+
+def redact(url: str) -> str:
+    """A URL fit for logs and provenance: user:password@ removed."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def session() -> requests.Session:
+    s = requests.Session()
+    s.headers["User-Agent"] = f"divcoeff/{__version__} (+requests {requests.__version__})"
+    return s
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def with_retries(call, what: str, settings: HttpSettings):
+    """Run `call()` until it stops raising TransientError, at most 1 + settings.retries times."""
+    attempt = 0
+    while True:
+        try:
+            return call(), attempt + 1
+        except TransientError as e:
+            if attempt >= settings.retries:
+                raise FetchError(f"{what}: giving up after {attempt + 1} attempt(s): {e}") from None
+            wait = settings.delay(attempt, e.retry_after)
+            log.warning("%s: %s; attempt %d of %d in %.1f s", what, e, attempt + 2, settings.retries + 1, wait)
+            time.sleep(wait)
+            attempt += 1
+
+
+def _check_status(response: requests.Response, what: str, url: str) -> None:
+    code = response.status_code
+    if code in RETRY_STATUS:
+        raise TransientError(f"HTTP {code} {response.reason} from {redact(url)}", _retry_after(response))
+    if code in (404, 410):
+        raise FetchError(f"{what}: not found: HTTP {code} {response.reason} from {redact(url)}")
+    if code in (401, 403):
+        raise FetchError(f"{what}: access refused: HTTP {code} {response.reason} from {redact(url)}")
+    if code >= 400:
+        raise FetchError(f"{what}: HTTP {code} {response.reason} from {redact(url)}")
+
+
+def get_json(url: str, what: str, settings: HttpSettings, http: requests.Session | None = None) -> dict:
+    """GET a JSON document with retries; 404 and friends raise FetchError naming `what` and the URL."""
+    http = http or session()
+
+    def attempt():
+        try:
+            r = http.get(url, headers={"Accept": "application/json"}, timeout=settings.timeout_s)
+        except requests.exceptions.SSLError as e:
+            raise FetchError(f"{what}: TLS error talking to {redact(url)}: {e}") from None
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise TransientError(f"{type(e).__name__} for {redact(url)}: {e}") from None
+        _check_status(r, what, url)
+        try:
+            return r.json()
+        except ValueError:
+            raise FetchError(f"{what}: {redact(url)} did not answer with JSON "
+                             f"(Content-Type {r.headers.get('Content-Type')!r})") from None
+
+    return with_retries(attempt, what, settings)[0]
+
+
+def partial_paths(dest: Path) -> tuple[Path, Path]:
+    return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")
+
+
+class _Resumable:
+    """The partial file of one destination and what it is a part of."""
+
+    def __init__(self, dest: Path, url: str):
+        self.part, self.meta_path = partial_paths(dest)
+        self.url = url
+
+    def bytes_on_disk(self) -> tuple[int, str | None]:
+        """(bytes, validator) of a partial download of this same URL; anything else is discarded."""
+        if not self.part.exists():
+            self.meta_path.unlink(missing_ok=True)
+            return 0, None
+        try:
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        if meta.get("url") != self.url:
+            self.discard()
+            return 0, None
+        return self.part.stat().st_size, meta.get("validator")
+
+    def start(self, validator: str | None, total: int | None) -> None:
+        self.part.parent.mkdir(parents=True, exist_ok=True)
+        self.meta_path.write_text(json.dumps({"url": self.url, "validator": validator, "total": total}),
+                                  encoding="utf-8")
+
+    def discard(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.meta_path.unlink(missing_ok=True)
+
+
+def _validator(response: requests.Response) -> str | None:
+    """What If-Range may carry: a strong ETag, else Last-Modified (RFC 9110, 13.1.5)."""
+    etag = response.headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return response.headers.get("Last-Modified")
+
+
+def _transfer(http: requests.Session, partial: _Resumable, what: str, settings: HttpSettings) -> None:
+    """One GET: continue the partial file (or start it) and stop when the server stops sending."""
+    have, validator = partial.bytes_on_disk()
+    url = partial.url
+    headers = {"Accept-Encoding": "identity"}  # the bytes on disk must be the file's bytes
+    if have:
+        headers["Range"] = f"bytes={have}-"
+        if validator:
+            headers["If-Range"] = validator
+    try:
+        with http.get(url, headers=headers, stream=True, timeout=settings.timeout_s) as r:
+            if r.status_code == 416 and have:
+                m = re.match(r"^bytes \*/(\d+)$", r.headers.get("Content-Range", ""))
+                if m and int(m.group(1)) == have:
+                    return  # the partial file is already whole; the checksums will tell
+                partial.discard()
+                raise TransientError(f"{redact(url)} refused to resume at byte {have}; starting again")
+            _check_status(r, what, url)
+            encoded = r.headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
+            if r.status_code == 206 and have:
+                m = _CONTENT_RANGE.match(r.headers.get("Content-Range", ""))
+                if not m or int(m.group(1)) != have:
+                    partial.discard()
+                    raise TransientError(f"{redact(url)} answered Range bytes={have}- with "
+                                         f"Content-Range {r.headers.get('Content-Range')!r}; starting again")
+                total = None if m.group(3) == "*" else int(m.group(3))
+                mode = "ab"
+                log.info("%s: resuming at byte %d of %s", what, have, total if total is not None else "?")
+            else:
+                if have:
+                    log.info("%s: the server sent the whole file again (it changed or ignores Range)", what)
+                have, mode = 0, "wb"
+                length = r.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() and not encoded else None
+            partial.start(_validator(r) or validator, total)
+            # Keep every byte that arrives, even when the connection drops before Content-Length
+            # is reached (urllib3 would otherwise discard the last read); the size check below
+            # then reports the cut and the next attempt resumes after those bytes.
+            r.raw.enforce_content_length = False
+            with open(partial.part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
+                                                      desc=partial.part.name.removesuffix(".part")[-40:], mininterval=5,
+                                                      leave=False) as bar:
+                for chunk in r.iter_content(_CHUNK):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+    except requests.exceptions.SSLError as e:
+        raise FetchError(f"{what}: TLS error talking to {redact(url)}: {e}") from None
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+        got = partial.part.stat().st_size if partial.part.exists() else 0
+        raise TransientError(f"transfer from {redact(url)} broke off after {got} bytes "
+                             f"({type(e).__name__})") from None
+    got = partial.part.stat().st_size
+    if total is not None and got != total:
+        raise TransientError(f"transfer from {redact(url)} ended at {got} of {total} bytes")
+
+
+def download(url: str, dest: str | os.PathLike, *, what: str, settings: HttpSettings,
+             expected: list[tuple[str, Checksum]] = (), expected_size: int | None = None,
+             http: requests.Session | None = None) -> Download:
+    """Download `url` to `dest` (atomically, resuming a partial file of an earlier attempt).
+
+    `expected` lists (origin, checksum) pairs, e.g. ("the Zenodo record", md5:...); each is
+    checked before the rename. On any failure `dest` does not exist; a partial file is kept
+    only when the failure was in transfer (so a rerun resumes), never after a mismatch.
+    """
+    dest = Path(dest)
+    http = http or session()
+    partial = _Resumable(dest, url)
+    resumed_from = partial.bytes_on_disk()[0]
+    if resumed_from:
+        log.info("%s: %d bytes of an earlier attempt in %s", what, resumed_from, partial.part)
+    try:
+        _, attempts = with_retries(lambda: _transfer(http, partial, what, settings), what, settings)
+    except FetchError as e:
+        kept = partial.part.stat().st_size if partial.part.exists() else 0
+        note = f"; {kept} bytes kept in {partial.part}, a rerun resumes from there" if kept else ""
+        raise FetchError(f"{e}{note}") from None
+    hashes = hash_file(partial.part)
+    try:
+        if expected_size is not None and hashes["size"] != expected_size:
+            raise ChecksumError(f"{what}: size mismatch: expected {expected_size} bytes, got {hashes['size']}; "
+                                "the file was deleted")
+        passed = verify(hashes, list(expected), what)
+    except ChecksumError:
+        partial.discard()
+        raise
+    dest.unlink(missing_ok=True)
+    os.replace(partial.part, dest)
+    partial.meta_path.unlink(missing_ok=True)
+    return Download(url=redact(url), size=hashes["size"], sha256=hashes["sha256"],
+                    md5=hashes["md5"], verified=passed, attempts=attempts, resumed_from=resumed_from)

@@ -1,0 +1,100 @@
+"""`fetch(source, uri, dest, checksum)`: one entry point for every checkpoint and benchmark source.
+
+| source | uri | checked against |
+|---|---|---|
+| zenodo | `<record id>/<file key>` | the record's md5 (always), the sheet's checksum |
+| hf | `<namespace>/<repo>/<path>@<revision>` | the Hub's ETag (LFS sha256 / git blob id), the sheet's checksum |
+| url | `http(s)://...` | the sheet's checksum (required) |
+| file | a local path | the sheet's checksum, if given (the file is hashed and recorded either way) |
+
+The file lands at `dest` atomically and `<dest>.provenance.json` records where it came from and
+its size, sha256 and md5. A failure leaves neither of the two behind.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..io import atomic_path
+from .checksums import Checksum, hash_file, parse_checksum, verify
+from .errors import FetchError
+from .hf import fetch_hf
+from .http import HttpSettings, download, redact
+from .provenance import make_provenance, provenance_path, write_provenance
+from .zenodo import fetch_zenodo
+
+log = logging.getLogger("divcoeff.fetch")
+
+# The `fetch:` section of config/schemas/config.schema.yaml, for callers without a config.
+DEFAULT_SETTINGS = {"zenodo_url": "https://zenodo.org", "retries": 4, "timeout_s": 60.0, "backoff_s": 1.0,
+                    "hf_endpoint": None, "hf_cache": None}
+_URL = re.compile(r"^https?://\S+$")
+
+
+def fetch_url(uri: str, dest: Path, expected: Checksum | None, settings: dict) -> dict:
+    what = f"URL {redact(uri)}"
+    if not _URL.match(uri):
+        raise FetchError(f"url {uri!r}: expected an http:// or https:// URL")
+    if expected is None:
+        raise FetchError(f"{what}: a checksum (md5:... or sha256:...) is required for source 'url'; "
+                         "without one nothing says the bytes are the right ones")
+    result = download(uri, dest, what=what, settings=HttpSettings.from_settings(settings),
+                      expected=[("the checkpoint sheet", expected)])
+    return {"url": result.url, "size": result.size, "sha256": result.sha256, "md5": result.md5,
+            "verified": result.verified, "attempts": result.attempts}
+
+
+def fetch_file(uri: str, dest: Path, expected: Checksum | None, settings: dict) -> dict:
+    src = Path(os.path.expanduser(uri)).resolve()
+    what = f"local file {uri!r}"
+    if not src.is_file():
+        raise FetchError(f"{what}: no such file ({src})")
+    if src == dest.resolve():
+        raise FetchError(f"{what}: source and destination are the same file")
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+        hashes = hash_file(tmp)  # hash the copy: that is the file later stages read
+        passed = verify(hashes, [("the checkpoint sheet", expected)] if expected else [], what)
+    return {"url": src.as_uri(), "path": str(src), "size": hashes["size"], "sha256": hashes["sha256"],
+            "md5": hashes["md5"], "verified": passed}
+
+
+HANDLERS = {"zenodo": fetch_zenodo, "hf": fetch_hf, "url": fetch_url, "file": fetch_file}
+
+
+def fetch(source: str, uri: str, dest: str | os.PathLike, checksum: str | None = None, *,
+          settings: dict | None = None) -> dict:
+    """Download or copy `uri` to `dest` atomically, verify it, write `<dest>.provenance.json`, return that record.
+
+    `checksum` is `md5:<hex>` or `sha256:<hex>` (or empty); `settings` is the config's `fetch:`
+    section (zenodo_url, retries, timeout_s, backoff_s, hf_endpoint, hf_cache).
+    Raises FetchError (ChecksumError for wrong bytes) naming the record, repo, file or URL.
+    """
+    if source not in HANDLERS:
+        hint = " ('train' checkpoints are made by the workflow, not fetched)" if source == "train" else ""
+        raise FetchError(f"unknown source {source!r} for {uri!r}; expected one of {', '.join(HANDLERS)}{hint}")
+    dest = Path(dest)
+    settings = {**DEFAULT_SETTINGS, **{k: v for k, v in (settings or {}).items() if v is not None}}
+    try:
+        expected = parse_checksum(checksum, f"checksum of {source} {uri!r}")
+    except ValueError as e:
+        raise FetchError(str(e)) from None
+    prov_path = provenance_path(dest)
+    # A failed fetch must not leave the previous run's file looking current.
+    dest.unlink(missing_ok=True)
+    prov_path.unlink(missing_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    details = HANDLERS[source](uri, dest, expected, settings)
+    shown = redact(uri) if source == "url" else uri  # user:password@ stays out of files and logs
+    record = make_provenance(source, shown, details)
+    try:
+        write_provenance(dest, record)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    log.info("%s %s -> %s (%d bytes, sha256 %s; verified: %s)", source, shown, dest, record["size"],
+             record["sha256"], "; ".join(record.get("verified") or []) or "nothing to compare with")
+    return record

@@ -1,0 +1,32 @@
+# Fetch stage: checkpoint sheet rows with a source other than `train` are downloaded (Zenodo, the
+# Hub, a URL) or copied (a local file) to resources/checkpoints/<name>.pt, verified, with a
+# provenance JSON next to it (docs/formats.md section 4). Local rules: on a cluster they run on
+# the login node, which has the network. Eligible for `--cache`: the same row gives the same file.
+
+
+localrules:
+    fetch_checkpoint,
+
+
+rule fetch_checkpoint:
+    input:
+        unpack(fetched_checkpoint_input),
+    output:
+        checkpoint="resources/checkpoints/{name}.pt",
+        provenance="resources/checkpoints/{name}.pt.provenance.json",
+    params:
+        source=lambda w: SHEET.loc[w.name, "source"],
+        uri=lambda w: SHEET.loc[w.name, "uri"],
+        checksum=lambda w: SHEET.loc[w.name, "checksum"],
+    wildcard_constraints:
+        name=FETCHED_CHECKPOINTS_RE,
+    cache: "omit-software"
+    log:
+        "logs/fetch/fetch_checkpoint_{name}.log",
+    conda:
+        "../envs/fetch.yaml"
+    script:
+        "../workflow_scripts/fetch_checkpoint.py"
+
+
+ALL_TARGETS.extend(f"resources/checkpoints/{n}.pt" for n in FETCHED_CHECKPOINTS)
