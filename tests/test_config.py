@@ -63,8 +63,8 @@ def test_embedded_sheet_loads(repo, config):
 @pytest.mark.parametrize("row, message", [
     ("a\tpt\tresnet12\ttrain\t\t\tnope\tfalse", "line 2 (row 'a'): field 'train_set': 'nope' is not a train set"),
     ("a\tsupervised\tresnet12\ttrain\t\t\tglyphs-all\tfalse", "line 2 (row 'a'): family: 'supervised' is not one of"),
-    ("a\tpt\tresnet12\tzenodo\t\t\tglyphs-all\tfalse", "line 2 (row 'a'): field 'uri': required for source 'zenodo'"),
-    ("a\tpt\tresnet12\turl\thttp://x/a.pt\t\tglyphs-all\tfalse", "field 'checksum': required for source 'url'"),
+    ("a\tpt\tresnet12\tzenodo\t\t\tglyphs-all\tfalse", "line 2 (row 'a'): uri: '' does not match '^[0-9]+/.+$'"),
+    ("a\tpt\tresnet12\turl\thttp://x/a.pt\t\tglyphs-all\tfalse", "line 2 (row 'a'): checksum: '' should be non-empty"),
     ("a\tpt\tresnet12\ttrain\t\t\tglyphs-all\tmaybe", "line 2 (row 'a'): field 'allow_pickle': expected true or false"),
     ("a\tpt\tresnet12\tfile\t/x.pt\tmd5:XYZ\tglyphs-all\tfalse", "line 2 (row 'a'): checksum: 'md5:XYZ' does not match"),
 ])
