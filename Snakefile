@@ -16,6 +16,7 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/fetch.smk"
 include: "rules/data.smk"
+include: "rules/benchmarks.smk"
 
 
 rule all:

@@ -1,0 +1,49 @@
+# Benchmarks stage: the published benchmarks' files as distributed (Zenodo, the Hub, URLs, local
+# paths) are fetched into resources/benchmarks/<benchmark>/ and read by divcoeff.readers into the
+# indexed form (results/data/<benchmark>/, docs/formats.md section 1) that the data stage's views use.
+# Glyph benchmarks are rendered by rules/data.smk instead; the wildcard constraints keep the two apart.
+
+
+localrules:
+    fetch_benchmark_file,
+
+
+# One file of one benchmark, with a provenance JSON (source, URI, checksums) next to it.
+rule fetch_benchmark_file:
+    output:
+        file="resources/benchmarks/{benchmark}/{filename}",
+        provenance="resources/benchmarks/{benchmark}/{filename}.provenance.json",
+    params:
+        source=lambda w: config["benchmarks"][w.benchmark]["source"],
+        entry=lambda w: benchmark_file_entries(w.benchmark)[w.filename],
+    wildcard_constraints:
+        benchmark=FETCHED_BENCHMARKS_RE,
+        filename=BENCHMARK_FILE_NAMES_RE,
+    cache: "omit-software"
+    log:
+        "logs/benchmarks/fetch_{benchmark}_{filename}.log",
+    conda:
+        "../envs/fetch.yaml"
+    script:
+        "../workflow_scripts/fetch_benchmark_file.py"
+
+
+rule index_benchmark:
+    input:
+        unpack(benchmark_inputs),
+    output:
+        **dataset_files("{benchmark}"),
+    params:
+        spec=lambda w: {k: v for k, v in config["benchmarks"][w.benchmark].items() if k != "files"},
+        names=lambda w: list(benchmark_file_entries(w.benchmark)),
+    wildcard_constraints:
+        benchmark=FETCHED_BENCHMARKS_RE,
+    threads: 4
+    log:
+        "logs/benchmarks/index_{benchmark}.log",
+    benchmark:
+        "benchmarks/benchmarks/index_{benchmark}.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/index_benchmark.py"
