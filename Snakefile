@@ -17,6 +17,7 @@ include: "rules/common.smk"
 include: "rules/fetch.smk"
 include: "rules/data.smk"
 include: "rules/benchmarks.smk"
+include: "rules/train.smk"
 
 
 rule all:

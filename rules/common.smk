@@ -197,3 +197,21 @@ def fetched_checkpoint_input(wildcards):
     if SHEET.loc[wildcards.name, "source"] == "file":
         return {"local": SHEET.loc[wildcards.name, "uri"]}
     return {}
+
+
+# --- train stage helpers ---
+import re as _train_re
+
+from divcoeff.training.settings import TrainSettings as _TrainSettings
+
+# Checked when the workflow is parsed (e.g. PT and MAML images per step must agree), not hours later.
+_TrainSettings.from_config(config["training"], f"{CONFIG_SOURCE}: training")
+# Sheet rows the workflow trains itself (source: train).
+TRAINED_CHECKPOINTS = [n for n in SHEET.index if SHEET.loc[n, "source"] == "train"]
+TRAINED_CHECKPOINTS_RE = "|".join(_train_re.escape(n) for n in TRAINED_CHECKPOINTS) or "^$"
+
+
+def train_view_files(wildcards):
+    """The view of the checkpoint's training set (docs/formats.md section 2)."""
+    view = SHEET.loc[wildcards.name, "train_set"]
+    return {"tsv": f"results/views/{view}.tsv", "meta": f"results/views/{view}.json"}

@@ -93,3 +93,9 @@ def test_episodes_of_a_rebuilt_view_are_refused(tmp_path, dataset):
     other = _view(tmp_path, dataset, "w", domains=1)
     with pytest.raises(EpisodeError, match="e.json"):
         load_episodes(tmp_path / "e.json", other)
+
+
+def test_all_domains_with_a_budget_larger_than_any_one_domain(tmp_path, dataset):
+    # 4 domains of 10 training classes; 20 classes must come from 4 domains x 5, not fail
+    v = _view(tmp_path, dataset, "all20", split="train", domains="all", classes=20, images_per_class=8)
+    assert v.n_classes == 20 and len(v.meta["components"]) == 4

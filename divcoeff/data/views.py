@@ -81,7 +81,9 @@ def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, 
     if wanted == "all":
         # Every component that can contribute at least `min_classes` (a whole N-way task); with a
         # fixed class budget at most classes // min_classes components fit.
-        k = len(eligible(1)) if not n_classes_total else min(len(eligible(1)), n_classes_total // min_classes)
+        k = int((comp_sizes >= min_classes).sum())
+        if n_classes_total:
+            k = min(k, n_classes_total // min_classes)
         while k > 0 and len(eligible(k)) < k:
             k -= 1
     else:
@@ -237,7 +239,7 @@ class View:
         import torch
 
         labels = self.table["label"].to_numpy()
-        return torch.from_numpy(labels if rows is None else labels[np.asarray(rows)]).long()
+        return torch.from_numpy(np.array(labels if rows is None else labels[np.asarray(rows)])).long()
 
     def _dataset(self, bench: str) -> IndexedDataset:
         cache = self.__dict__.setdefault("_datasets", {})

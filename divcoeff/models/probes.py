@@ -1,0 +1,201 @@
+"""Probe networks for Task2Vec (REFERENCE.md section 1).
+
+A probe is a feature extractor ("body") whose Conv2d and BatchNorm2d weights define the
+embedding layout, plus the preprocessing its inputs need. The classification head is *not*
+part of the probe: Task2Vec gives every task a fresh head, which divcoeff.task2vec keeps as
+plain (batched) tensors, so the body is never deep-copied per task.
+
+Three kinds:
+- torchvision ResNet-18/34 with ImageNet weights (torchvision's weights API,
+  ``IMAGENET1K_V1``; downloaded once into torch's hub cache, which needs network access);
+- the same architectures, randomly initialised from a seeded generator (torchvision's own
+  init scheme, drawn without touching the global RNG);
+- the backbone of a checkpoint from the sheet (divcoeff.checkpoints.load_checkpoint), its
+  own head dropped.
+
+The published probe replaces ``fc`` by ``Linear(512, N)`` and runs in train mode. The body
+here has ``fc = Identity`` and stays in eval mode: divcoeff.task2vec forces the BatchNorm
+layers to batch statistics itself (so dropout in checkpoint backbones stays off), which for
+torchvision ResNets is exactly train mode.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TORCHVISION_ARCHS = ("resnet18", "resnet34")
+
+
+class ProbeError(RuntimeError):
+    """A probe that cannot be built (unknown arch, weights out of reach, a bad checkpoint)."""
+
+
+@dataclass
+class Probe:
+    """A frozen feature extractor plus what Task2Vec needs to know about it."""
+
+    body: nn.Module                   # images (n, C, H, W), preprocessed -> features (n, feature_dim)
+    feature_dim: int
+    image_size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    description: dict[str, Any] = field(default_factory=dict)  # written to the diversity JSON
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images -> normalised model inputs."""
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        return (images - mean) / std
+
+    def to(self, device: torch.device | str) -> "Probe":
+        self.body.to(device)
+        return self
+
+
+def _prepare_body(body: nn.Module) -> nn.Module:
+    """Eval mode, no parameter updates, and no in-place activations.
+
+    Task2Vec's fast paths read each layer's input after the backward pass and take gradients
+    with respect to layer outputs; an in-place ReLU would overwrite those tensors.
+    """
+    body.eval()
+    for m in body.modules():
+        if hasattr(m, "inplace") and isinstance(m.inplace, bool):
+            m.inplace = False
+    for p in body.parameters():
+        p.requires_grad_(True)  # gradients are taken w.r.t. activations/weights, never stepped
+    return body
+
+
+def _torchvision_constructor(arch: str):
+    if arch not in TORCHVISION_ARCHS:
+        raise ProbeError(f"diversity.probe.arch: expected one of {', '.join(TORCHVISION_ARCHS)}, got {arch!r}")
+    import torchvision.models as tvm
+
+    weights_enum = {"resnet18": tvm.ResNet18_Weights, "resnet34": tvm.ResNet34_Weights}[arch]
+    return getattr(tvm, arch), weights_enum
+
+
+def seeded_reinit_(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """torchvision's ResNet init (kaiming-normal fan_out convs, BN 1/0), drawn from `generator`."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+            elif isinstance(m, nn.Linear):
+                bound = 1.0 / m.weight.shape[1] ** 0.5
+                m.weight.uniform_(-bound, bound, generator=generator)
+                if m.bias is not None:
+                    m.bias.uniform_(-bound, bound, generator=generator)
+    return model
+
+
+def torchvision_probe(arch: str = "resnet18", weights: str = "random", image_size: int = 84,
+                      seed: int | None = None) -> Probe:
+    """A torchvision ResNet-18/34 body (``fc`` removed).
+
+    weights="imagenet" loads ``IMAGENET1K_V1`` through torchvision's weights API (cached in
+    torch's hub folder after the first download); weights="random" draws torchvision's init
+    from a generator seeded with `seed`.
+    """
+    build, weights_enum = _torchvision_constructor(arch)
+    if weights == "imagenet":
+        w = weights_enum.IMAGENET1K_V1
+        model = build(weights=None)
+        try:
+            state = w.get_state_dict(progress=False, check_hash=True)
+        except Exception as e:  # URLError, HTTPError, hash mismatch, ...
+            hub = torch.hub.get_dir()
+            raise ProbeError(
+                f"could not get the ImageNet weights of {arch} ({w.url}): {type(e).__name__}: {e}. "
+                f"Download the file once into {hub}/checkpoints/ on a machine with network access, "
+                f"or set diversity.probe.weights: random") from None
+        model.load_state_dict(state)
+        desc_weights = f"IMAGENET1K_V1 ({w.url.rsplit('/', 1)[-1]})"
+    elif weights == "random":
+        if seed is None:
+            raise ProbeError("a random-init probe needs a seed (diversity.seed)")
+        model = build(weights=None)
+        g = torch.Generator().manual_seed(int(seed))
+        seeded_reinit_(model, g)
+        desc_weights = "random"
+    else:
+        raise ProbeError(f"diversity.probe.weights: expected imagenet or random, got {weights!r}")
+    feature_dim = model.fc.in_features
+    model.fc = nn.Identity()
+    desc = {"kind": "torchvision", "arch": arch, "weights": desc_weights, "image_size": image_size,
+            "feature_dim": feature_dim}
+    if weights == "random":
+        desc["init_seed"] = int(seed)
+    return Probe(_prepare_body(model), feature_dim, image_size, 3, IMAGENET_MEAN, IMAGENET_STD, desc)
+
+
+class _CheckpointBody(nn.Module):
+    """A checkpoint's backbone: ``model.features`` (its own head is unused and not in the layout)."""
+
+    def __init__(self, model: nn.Module, head_names: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.head_names = head_names
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.features(x)
+
+
+def checkpoint_probe(path: str, name: str, fallback_image_size: int = 84, family: str | None = None,
+                     allow_pickle: bool = False) -> Probe:
+    """The backbone of a checkpoint file (our format or a published one), with its preprocessing.
+
+    Inputs take the checkpoint's own size and normalisation when it records them (our format
+    does), else `fallback_image_size` and no normalisation."""
+    from divcoeff.checkpoints import load_checkpoint  # the checkpoint stage's loader (docs/formats.md 4)
+
+    try:
+        loaded = load_checkpoint(path, family=family, allow_pickle=allow_pickle)
+    except FileNotFoundError:
+        raise ProbeError(f"diversity.probe.checkpoint {name!r}: file {path} not found") from None
+    model = loaded.model
+    # The head (cls / classifier) is replaced per task; dropping it keeps it out of the layout.
+    head_names = tuple(n for n in ("cls", "classifier", "fc") if isinstance(getattr(model, n, None), nn.Module))
+    for n in head_names:
+        setattr(model, n, nn.Identity())
+    pre = dict(loaded.preprocess or {})
+    size = pre.get("image_size") or fallback_image_size
+    size = int(size[0] if isinstance(size, (list, tuple)) else size)
+    channels = int(pre.get("channels", 3))
+    mean = tuple(pre.get("mean", (0.0,) * channels))
+    std = tuple(pre.get("std", (1.0,) * channels))
+    body = _CheckpointBody(model, head_names)
+    with torch.no_grad():
+        feature_dim = int(body.eval()(torch.zeros(2, channels, size, size)).shape[1])
+    desc = {"kind": "checkpoint", "checkpoint": name, "path": str(path), "family": loaded.family,
+            "image_size": size, "feature_dim": feature_dim}
+    return Probe(_prepare_body(body), feature_dim, size, channels, mean, std, desc)
+
+
+def build_probe(spec: dict, seed: int, checkpoint_path: str | None = None) -> Probe:
+    """The probe of the config's ``diversity.probe`` section."""
+    kind = spec.get("kind", "torchvision")
+    if kind == "torchvision":
+        return torchvision_probe(spec.get("arch", "resnet18"), spec.get("weights", "imagenet"),
+                                 int(spec.get("image_size", 84)), seed=seed)
+    if kind == "checkpoint":
+        if not spec.get("checkpoint") or not checkpoint_path:
+            raise ProbeError("diversity.probe.kind: checkpoint needs diversity.probe.checkpoint, "
+                             "a name from the checkpoint sheet")
+        return checkpoint_probe(checkpoint_path, spec["checkpoint"], int(spec.get("image_size", 84)))
+    raise ProbeError(f"diversity.probe.kind: expected torchvision or checkpoint, got {kind!r}")

@@ -1,0 +1,36 @@
+# Train stage: the sheet rows with source `train` - a PT or MAML ResNet-12 on the view of their
+# training set, with the architecture, optimiser, steps and images per step of `training:`
+# held fixed, so that across training sets only the data differs (divcoeff.training).
+# GPU: profiles give this rule `resources: gpu=1`; without a GPU it runs on the CPU.
+
+
+rule train_checkpoint:
+    input:
+        unpack(train_view_files),
+    output:
+        checkpoint="results/checkpoints/{name}.pt",
+    params:
+        family=lambda w: SHEET.loc[w.name, "family"],
+        train_set=lambda w: SHEET.loc[w.name, "train_set"],
+        train_set_spec=lambda w: config["train_sets"][SHEET.loc[w.name, "train_set"]],
+        training=config["training"],
+        master_seed=config["seed"],
+        device=config["device"],
+    wildcard_constraints:
+        name=TRAINED_CHECKPOINTS_RE,
+    # One thread: on a small machine two checkpoints train side by side, which beats one job with
+    # two threads (small convolutions). Profiles may raise it (set-threads).
+    threads: 1
+    log:
+        "logs/train/{name}.log",
+    benchmark:
+        "benchmarks/train/{name}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/train_checkpoint.py"
+
+
+# The evaluate stage consumes these; listed here too so that the train stage alone builds them
+# (harmless once evaluation depends on them).
+ALL_TARGETS.extend(f"results/checkpoints/{n}.pt" for n in TRAINED_CHECKPOINTS)

@@ -1,0 +1,26 @@
+"""Rule train_checkpoint: train one PT or MAML checkpoint of the sheet on its training set's view."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from divcoeff.data.views import View
+from divcoeff.device import pick_device, set_threads
+from divcoeff.logs import log_to
+from divcoeff.seeding import derive_seed
+from divcoeff.training.run import config_digest, train_checkpoint, write_trained_checkpoint
+from divcoeff.training.settings import TrainSettings
+
+with log_to(snakemake.log[0]) as log:
+    set_threads(snakemake.threads)
+    p = snakemake.params
+    name = snakemake.wildcards.name
+    training = dict(p.training)
+    settings = TrainSettings.from_config(training, "config training")
+    seed = derive_seed(p.master_seed, settings.seed, name)
+    view = View.load(snakemake.input.tsv)
+    trained = train_checkpoint(
+        view, p.family, settings, seed=seed, device=pick_device(p.device), name=name, train_set=p.train_set,
+        config_sha256=config_digest(training, dict(p.train_set_spec), p.master_seed))
+    write_trained_checkpoint(snakemake.output.checkpoint, trained)
+    log.info("wrote %s", snakemake.output.checkpoint)
