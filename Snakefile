@@ -18,6 +18,7 @@ include: "rules/fetch.smk"
 include: "rules/data.smk"
 include: "rules/benchmarks.smk"
 include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

@@ -215,3 +215,34 @@ def train_view_files(wildcards):
     """The view of the checkpoint's training set (docs/formats.md section 2)."""
     view = SHEET.loc[wildcards.name, "train_set"]
     return {"tsv": f"results/views/{view}.tsv", "meta": f"results/views/{view}.json"}
+
+
+# --- evaluate stage helpers ---
+import re as _eval_re
+
+import pandas as _eval_pd
+
+# Every sheet row is evaluated on the one held-out episode file.
+EVALUATED_CHECKPOINTS_RE = "|".join(_eval_re.escape(n) for n in SHEET.index) or "^$"
+
+
+def evaluate_inputs(wildcards):
+    """The checkpoint, the held-out view and its evaluation episodes (docs/formats.md sections 2-4)."""
+    return {
+        "checkpoint": checkpoint_file(wildcards.name),
+        "episodes": eval_episodes_file(),
+        "view_tsv": f"results/views/{EVAL['name']}.tsv",
+        "view_json": f"results/views/{EVAL['name']}.json",
+    }
+
+
+def evaluate_sheet_row(wildcards):
+    """What the evaluation needs from the checkpoint's sheet row."""
+    row = SHEET.loc[wildcards.name]
+    allow = row.get("allow_pickle")
+    return {
+        "name": wildcards.name,
+        "family": row["family"],
+        "train_set": row["train_set"],
+        "allow_pickle": False if _eval_pd.isna(allow) else bool(allow),
+    }

@@ -1,0 +1,42 @@
+"""Rule evaluate: one checkpoint on the fixed held-out episodes -> results/eval/<name>.json + .npz."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from divcoeff.checkpoints import load_checkpoint
+from divcoeff.data.episodes import load_episodes
+from divcoeff.data.views import View
+from divcoeff.device import pick_device, set_threads
+from divcoeff.fewshot import EvalSettings, evaluate_checkpoint, write_results
+from divcoeff.logs import log_to
+
+with log_to(snakemake.log[0]) as log:
+    set_threads(snakemake.threads)
+    row = snakemake.params.row
+    ev = snakemake.params.evaluation
+    device = pick_device(snakemake.params.device)
+    view = View.load(snakemake.input.view_tsv)
+    episodes = load_episodes(snakemake.input.episodes, view)
+    ckpt = load_checkpoint(snakemake.input.checkpoint, family=row["family"], allow_pickle=row["allow_pickle"])
+    settings = EvalSettings.from_config(ev)
+    result = evaluate_checkpoint(ckpt, view, episodes, settings, device=device, name=row["name"])
+    header = {
+        "checkpoint": row["name"],
+        "train_set": row["train_set"],
+        "checkpoint_file": snakemake.input.checkpoint,
+        "episodes": snakemake.input.episodes,
+        "view": view.name,
+        "view_sha256": view.sha256,
+        "n_episodes": episodes.n_episodes,
+        "ways": episodes.ways,
+        "shots": episodes.shots,
+        "queries": episodes.queries,
+        "seed": episodes.meta.get("seed"),
+        "settings": ev,
+    }
+    doc = write_results(snakemake.output.json, snakemake.output.npz, result, header)
+    for method, m in doc["methods"].items():
+        cal = m["loss_calibrated"]["mean"] if m["loss_calibrated"] else float("nan")
+        log.info("%s %s: accuracy %.4f +- %.4f, loss %.4f, calibrated loss %.4f", row["name"], method,
+                 m["accuracy"]["mean"], m["accuracy"]["ci95"], m["loss"]["mean"], cal)
