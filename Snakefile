@@ -16,6 +16,8 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/fetch.smk"
 include: "rules/data.smk"
+include: "rules/diversity.smk"
+include: "rules/report.smk"
 include: "rules/benchmarks.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"

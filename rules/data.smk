@@ -1,6 +1,11 @@
 # Data stage: raw benchmarks -> indexed datasets -> views (training sets, the held-out set)
 # -> persisted episode files. Every later stage reads episodes from these files.
 
+# A picture, not compute: on a cluster it runs on the login node.
+localrules:
+    montage,
+
+
 GLYPH_BENCHMARKS = [b for b, s in config["benchmarks"].items() if s["source"] == "glyphs"]
 # A view's mixture components must each hold a whole N-way task.
 MIN_WAYS = max(DIV["ways"], config["training"]["maml"]["ways"], EVAL["ways"])

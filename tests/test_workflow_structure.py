@@ -61,3 +61,114 @@ def test_snakemake_lint_is_clean(repo):
     out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=repo, capture_output=True, text=True,
                          timeout=300)
     assert "Congratulations, your workflow is in a good condition!" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+# --- SLURM profile (profiles/slurm): which jobs get a GPU, which stay on the login node ---
+
+GPU_RULES = {"train_checkpoint", "diversity", "evaluate"}
+DOWNLOAD_RULES = {"fetch_checkpoint", "fetch_benchmark_file"}
+# Plots and the summary table are quick; on the login node they do not wait in the queue.
+PLOT_RULES = {"montage", "summarize", "plot"}
+JOB_HEADER = re.compile(r"^(local)?(?:rule|checkpoint) (\w+):$")
+
+
+def slurm_dry_run_jobs(repo, configfile):
+    """Jobs of `snakemake --profile profiles/slurm -n` as dicts: rule, threads, resources."""
+    pytest.importorskip("snakemake_executor_plugin_slurm",
+                        reason="snakemake-executor-plugin-slurm not installed (pip install -e '.[slurm]')")
+    # A dry run caps threads at --cores (1 when not given); a real SLURM run does not, so give
+    # plenty to see the threads the jobs would get.
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--workflow-profile", "none",
+           "--configfile", configfile, "--dry-run", "--cores", "1024"]
+    res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    jobs, job = [], None
+    for line in (res.stdout + res.stderr).splitlines():
+        m = JOB_HEADER.match(line)
+        if m:
+            job = {"rule": m.group(2), "threads": 1, "resources": {}}
+            jobs.append(job)
+        elif job is not None and line.startswith("    "):
+            key, _, value = line.strip().partition(": ")
+            if key == "threads":
+                job["threads"] = int(value)
+            elif key == "resources":
+                job["resources"] = dict(kv.split("=", 1) for kv in value.split(", "))
+        else:
+            job = None
+    assert jobs, f"no jobs in the dry run of {configfile}:\n{res.stdout[-3000:]}"
+    return jobs
+
+
+def test_slurm_profile_names_rules_that_exist(repo):
+    profile = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert {"runtime", "mem_mb"} <= set(profile["default-resources"])
+    gpu = {r for r, res in profile["set-resources"].items() if res.get("gpu") == 1}
+    assert gpu == GPU_RULES
+    for rule in GPU_RULES:
+        res = profile["set-resources"][rule]
+        assert res["cpus_per_gpu"] == profile["set-threads"][rule], f"{rule}: CPUs allocated != threads used"
+    defined = {name for _, name, _ in rule_blocks(repo)}
+    missing = (set(profile["set-resources"]) | set(profile["set-threads"]) | DOWNLOAD_RULES | PLOT_RULES) - defined
+    assert not missing, f"profiles/slurm names rules the workflow does not have: {sorted(missing)}"
+
+
+LOCAL_RULES_PROBE = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+with SnakemakeApi(OutputSettings()) as api:
+    wf = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=Path("Snakefile"), workdir=Path("."),
+                      config_settings=ConfigSettings(configfiles=[Path(sys.argv[1])]))._workflow
+    # What Workflow.is_local decides for a remote executor: `localrules`, and rules that run nothing.
+    print(json.dumps(sorted(r.name for r in wf.rules if r.name in wf._localrules or r.norun)))
+"""
+
+
+def local_rules(repo, configfile):
+    """Rules the workflow runs on the submitting host under a cluster executor.
+
+    A dry run does not print it (Snakemake shows `localrule` only in real runs), so ask the parsed
+    workflow, as Snakemake's scheduler does.
+    """
+    import json
+
+    res = subprocess.run([sys.executable, "-c", LOCAL_RULES_PROBE, configfile], cwd=repo, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return set(json.loads(res.stdout.strip().splitlines()[-1]))
+
+
+def check_slurm_jobs(jobs, local):
+    for job in jobs:
+        rule, res = job["rule"], job["resources"]
+        if rule in GPU_RULES:
+            assert rule not in local, f"GPU rule {rule} would run on the login node"
+            assert res.get("gpu") == "1", f"{rule}: resources {res} ask for no GPU"
+            assert int(res["cpus_per_gpu"]) == job["threads"], f"{rule}: {res} vs threads {job['threads']}"
+        else:
+            assert "gpu" not in res, f"{rule} is not a GPU rule but asks for {res}"
+        if rule in DOWNLOAD_RULES or rule == "all":
+            assert rule in local, f"{rule} would be submitted to a compute node (no network there)"
+        elif rule in PLOT_RULES:
+            assert rule in local, f"plotting rule {rule} would wait in the SLURM queue; make it a localrule"
+        elif rule not in local:
+            assert int(res["runtime"]) > 0 and int(res["mem_mb"]) > 0, f"{rule}: {res}"
+
+
+def test_slurm_profile_on_the_tiny_study_gives_every_gpu_rule_a_gpu(repo):
+    config = "config/tiny/config.yaml"
+    jobs = slurm_dry_run_jobs(repo, config)
+    check_slurm_jobs(jobs, local_rules(repo, config))
+    assert GPU_RULES <= {j["rule"] for j in jobs}, "the tiny study should run every GPU rule"
+
+
+def test_slurm_profile_on_the_paper_config_keeps_downloads_local(repo):
+    config = "config/paper/config.yaml"
+    jobs = slurm_dry_run_jobs(repo, config)
+    check_slurm_jobs(jobs, local_rules(repo, config))
+    rules = {j["rule"] for j in jobs}
+    assert DOWNLOAD_RULES <= rules, "the paper config downloads its checkpoints and benchmarks"
+    assert {"diversity", "evaluate"} <= rules

@@ -1,0 +1,14 @@
+"""Task2Vec embeddings (Achille et al. 2019), as used for the diversity coefficient.
+
+- :mod:`.trace`: embedding layout (one value per Conv2d filter / BatchNorm2d channel) and the
+  forward pass with train-mode (batch-statistics) BatchNorm that exposes layer gradients;
+- :mod:`.head`: the published head step, many tasks at once;
+- :mod:`.fisher_faithful`: the published Monte-Carlo Fisher ("montecarlo");
+- :mod:`.fisher_exact`: the exact per-sample diagonal Fisher on the task's own images;
+- :mod:`.embedding`: ``embed_tasks`` / ``embed_batch``, the entry points.
+"""
+from divcoeff.task2vec.embedding import METHODS, Task2VecSettings, embed_batch, embed_tasks, task_streams
+from divcoeff.task2vec.trace import embedding_dim, embedding_layout
+
+__all__ = ["METHODS", "Task2VecSettings", "embed_batch", "embed_tasks", "embedding_dim", "embedding_layout",
+           "task_streams"]

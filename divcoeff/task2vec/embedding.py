@@ -1,0 +1,144 @@
+"""Task2Vec embeddings of many tasks on one probe: the entry point of the package.
+
+A task is N-way with n images (all of an episode's support and query images) and
+episode-local labels 0..N-1. Per task, the published steps (REFERENCE.md section 1):
+a fresh head, trained on the frozen body's features; then the diagonal Fisher of the body's
+Conv2d/BatchNorm2d weights; then one value per filter / BN channel.
+
+What is not done here, unlike the published code: no deep copy of the probe per task (the body
+is shared and never updated; heads are tensors), features computed once per task, the head
+step of `task_batch` tasks in one tensor program, and the Fisher passes batched across tasks
+where that is faster (see fisher_faithful / fisher_exact).
+
+Each task draws its randomness from its own generators, derived from the run's seed and the
+task's id (its index in the episode file): head init, head sampler, Fisher sampler, labels.
+A task's embedding is therefore the same whatever other tasks share its batch.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, fields
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from divcoeff.models.probes import Probe
+from divcoeff.seeding import torch_generator
+from divcoeff.task2vec.fisher_exact import exact_fisher
+from divcoeff.task2vec.fisher_faithful import cache_features, fisher_batched, fisher_loop
+from divcoeff.task2vec.head import init_heads, train_heads
+from divcoeff.task2vec.trace import embedding_layout
+
+log = logging.getLogger(__name__)
+
+METHODS = ("exact", "faithful")
+STREAMS = ("head_init", "head_sampler", "fisher_sampler", "labels")
+
+
+@dataclass
+class Task2VecSettings:
+    """The ``diversity`` config section's Task2Vec settings (published defaults)."""
+
+    method: str = "faithful"
+    # published head step (both methods) and Monte-Carlo Fisher (faithful)
+    head_epochs: int = 10
+    epoch_images: int = 10000
+    batch_size: int = 64
+    lr: float = 4e-4
+    weight_decay: float = 1e-4
+    fisher_epochs: int = 1
+    engine: str = "auto"          # faithful Fisher: loop | batched | auto (per device)
+    # exact Fisher
+    exact_head_epochs: int = 10
+    label_draws: int = 4
+    chunk_size: int = 32          # samples per per-sample-gradient block (memory bound)
+    # both
+    task_batch: int = 8           # tasks per forward pass
+
+    @classmethod
+    def from_config(cls, div: dict) -> "Task2VecSettings":
+        f, e = div.get("faithful", {}), div.get("exact", {})
+        kw = {"method": div.get("method", "faithful"), "task_batch": div.get("task_batch", 8),
+              **{k: f[k] for k in ("head_epochs", "epoch_images", "batch_size", "lr", "weight_decay",
+                                   "fisher_epochs", "engine") if k in f},
+              **{k: e[k] for k in ("label_draws", "chunk_size") if k in e}}
+        if "head_epochs" in e:
+            kw["exact_head_epochs"] = e["head_epochs"]
+        return cls(**kw)
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def task_streams(seed: int, task_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Generator]:
+    """The task's own random streams (CPU generators: draws are identical on every device)."""
+    return {name: torch_generator(seed, "task2vec", int(task_id), name) for name in STREAMS}
+
+
+def faithful_engine(setting: str, device: torch.device) -> str:
+    """Which faithful Fisher engine to use.
+
+    Measured by bench/task2vec.py on this project's 2-core CPU (ResNet-18, 32 px, 100-image
+    tasks, 1 thread, 4 tasks per batch): 56 s/task batched vs 78-129 s/task for the plain loop
+    (the published baseline: 136-315 s/task, with a busy machine) - larger batches keep the
+    CPU's kernels busier than one 64-image batch at a time. On a GPU batching helps more."""
+    if setting in ("loop", "batched"):
+        return setting
+    if setting != "auto":
+        raise ValueError(f"diversity.faithful.engine: expected auto, loop or batched, got {setting!r}")
+    return "batched"
+
+
+def embed_batch(probe: Probe, images: torch.Tensor, labels: torch.Tensor, task_ids: Sequence[int], seed: int,
+                settings: Task2VecSettings, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Embeddings (T, D) of T tasks given as [0, 1] images (T, n, C, H, W) and labels (T, n)."""
+    if settings.method not in METHODS:
+        raise ValueError(f"diversity.method: expected one of {', '.join(METHODS)}, got {settings.method!r}")
+    device = torch.device(device)
+    layers = embedding_layout(probe.body)
+    T, n = images.shape[:2]
+    ways = int(labels.max()) + 1
+    x = probe.preprocess(images.to(device).flatten(0, 1)).view(T, n, *images.shape[2:])
+    labels = labels.to(torch.int64)
+    streams = [task_streams(seed, t) for t in task_ids]
+    gens = {name: [s[name] for s in streams] for name in STREAMS}
+    w0, b0 = init_heads(probe.feature_dim, ways, gens["head_init"], device)
+    if settings.method == "exact":
+        per_layer = exact_fisher(probe, layers, x, labels, w0, b0, gens["head_sampler"], gens["labels"],
+                                 head_epochs=settings.exact_head_epochs, epoch_images=settings.epoch_images,
+                                 batch_size=settings.batch_size, lr=settings.lr,
+                                 weight_decay=settings.weight_decay, label_draws=settings.label_draws,
+                                 chunk_size=settings.chunk_size)
+    else:
+        feats = cache_features(probe, layers, x, settings.batch_size)
+        w, b = train_heads(feats, labels, w0, b0, gens["head_sampler"], settings.head_epochs,
+                           settings.epoch_images, settings.batch_size, settings.lr, settings.weight_decay)
+        engine = faithful_engine(settings.engine, device)
+        fisher = fisher_batched if engine == "batched" else fisher_loop
+        kw = {"chunk_size": max(settings.chunk_size, settings.batch_size)} if engine == "batched" else {}
+        per_layer = fisher(probe, layers, x, labels.to(device), w, b, gens["fisher_sampler"], gens["labels"],
+                           settings.fisher_epochs, settings.epoch_images, settings.batch_size, **kw)
+    return torch.cat(per_layer, 1).detach()
+
+
+def embed_tasks(probe: Probe, load_tasks: Callable[[Sequence[int]], tuple[torch.Tensor, torch.Tensor]],
+                task_ids: Sequence[int], seed: int, settings: Task2VecSettings,
+                device: torch.device | str = "cpu", progress: bool = True) -> np.ndarray:
+    """float32 (T, D) embeddings; `load_tasks(ids)` gives ([0, 1] images (k, n, C, H, W), labels (k, n))."""
+    task_ids = list(task_ids)
+    out = []
+    n_batches = math.ceil(len(task_ids) / settings.task_batch)
+    bar = tqdm(total=len(task_ids), desc=f"Task2Vec ({settings.method})", unit="task", disable=not progress)
+    for i in range(n_batches):
+        ids = task_ids[i * settings.task_batch:(i + 1) * settings.task_batch]
+        images, labels = load_tasks(ids)
+        out.append(embed_batch(probe, images, labels, ids, seed, settings, device).cpu())
+        bar.update(len(ids))
+    bar.close()
+    emb = torch.cat(out).numpy().astype(np.float32)
+    if not np.isfinite(emb).all():
+        raise FloatingPointError("Task2Vec: non-finite values in the embeddings (a diverged head or probe?)")
+    return emb

@@ -1,0 +1,55 @@
+# Report stage: the summary table (one row per checkpoint x evaluation method) and the scatter
+# plots of training-data diversity against few-shot performance, all captioned for
+# `snakemake --report` (report/*.rst). Light work: no benchmark files.
+
+REPORT = config["report"]
+
+
+# Light: on a cluster these run on the login node, not as jobs.
+localrules:
+    summarize,
+    plot,
+
+
+rule summarize:
+    input:
+        evals=report_eval_files,
+        diversity=report_diversity_files,
+    output:
+        tsv=report("results/summary.tsv", caption="../report/summary.rst", category="Results", subcategory="Summary table", labels={"table": "summary.tsv"}),
+    params:
+        checkpoints=report_checkpoints(),
+    log:
+        "logs/report/summarize.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/summarize.py"
+
+
+rule plot:
+    input:
+        tsv="results/summary.tsv",
+    output:
+        png=report("results/figures/diversity_vs_{metric}.png", caption="../report/scatter.rst", category="Results", subcategory="Diversity vs {metric}", labels={"figure": "diversity vs {metric}", "format": "PNG"}),
+        pdf=report("results/figures/diversity_vs_{metric}.pdf", caption="../report/scatter.rst", category="Results", subcategory="Diversity vs {metric}", labels={"figure": "diversity vs {metric}", "format": "PDF"}),
+        svg=report("results/figures/diversity_vs_{metric}.svg", caption="../report/scatter.rst", category="Results", subcategory="Diversity vs {metric}", labels={"figure": "diversity vs {metric}", "format": "SVG"}),
+    params:
+        master_seed=config["seed"],
+        seed=REPORT["seed"],
+        n_boot=REPORT["bootstrap"],
+        pt_method=REPORT["pt_method"],
+        x_ci=REPORT["x_ci"],
+        dpi=REPORT["dpi"],
+    wildcard_constraints:
+        metric="|".join(report_metrics()),
+    log:
+        "logs/report/plot_{metric}.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/plot.py"
+
+
+ALL_TARGETS.append("results/summary.tsv")
+ALL_TARGETS.extend(report_figures())

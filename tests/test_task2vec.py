@@ -1,0 +1,230 @@
+"""Task2Vec: embedding layout, batch-statistics BatchNorm, the head step, and both Fisher modes
+against independent one-task-at-a-time computations."""
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from divcoeff.models.probes import torchvision_probe
+from divcoeff.task2vec import Task2VecSettings, embed_batch, embedding_dim, embedding_layout, task_streams
+from divcoeff.task2vec.head import BatchedAdam, init_heads, sample_labels, train_heads
+from divcoeff.task2vec.trace import Trace
+
+from conftest import REPO
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_task2vec", REPO / "bench" / "task2vec.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return torchvision_probe("resnet18", "random", 32, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_tasks():
+    return load_bench().synthetic_tasks(2, 3, 8, 32, seed=1)  # 2 tasks, 3-way, 8 images per class
+
+
+def test_embedding_length_of_resnets(probe):
+    import torchvision
+
+    assert embedding_dim(probe.body) == 9600
+    with torch.device("meta"):  # the layout only needs shapes: skip initialising 21M weights
+        assert embedding_dim(torchvision.models.resnet34()) == 17024
+
+
+def test_layout_is_published_order_without_head(probe):
+    names = [layer.name for layer in embedding_layout(probe.body)]
+    assert names[:4] == ["conv1", "bn1", "layer1.0.conv1", "layer1.0.bn1"]
+    assert "layer2.0.downsample.0" in names and "layer2.0.downsample.1" in names
+    assert not any(n.startswith("fc") for n in names)
+
+
+def test_random_probe_is_seeded(probe):
+    again = torchvision_probe("resnet18", "random", 32, seed=3)
+    other = torchvision_probe("resnet18", "random", 32, seed=4)
+    w = probe.body.conv1.weight
+    assert torch.equal(w, again.body.conv1.weight) and not torch.equal(w, other.body.conv1.weight)
+    assert abs(float(w.detach().std()) - (2 / (64 * 49)) ** 0.5) < 0.01  # kaiming normal, fan_out
+
+
+def test_grouped_batchnorm_equals_separate_train_mode_batches():
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 5, 3), nn.BatchNorm2d(5))
+    with torch.no_grad():
+        body[1].weight.uniform_(0.5, 1.5), body[4].bias.uniform_(-1, 1)
+    x = torch.randn(12, 3, 9, 9)
+    layers = embedding_layout(body)
+    body.eval()
+    with torch.no_grad(), Trace(body, layers, group_size=4):
+        grouped = body(x)
+    body.train()
+    with torch.no_grad():
+        separate = torch.cat([body(x[i:i + 4]) for i in range(0, 12, 4)])
+    torch.testing.assert_close(grouped, separate, rtol=1e-5, atol=1e-5)
+    assert "forward" not in vars(body[1])  # the patch is undone
+
+
+def test_sample_labels_inverse_cdf():
+    probs = torch.tensor([[0.2, 0.5, 0.3]]).expand(4, 3)
+    u = torch.tensor([0.0, 0.19, 0.71, 0.999])
+    assert sample_labels(probs, u).tolist() == [0, 0, 2, 2]
+
+
+def test_batched_adam_equals_torch_adam():
+    g = torch.Generator().manual_seed(0)
+    p0 = torch.randn(3, 4, generator=g)
+    grads = [torch.randn(3, 4, generator=g) for _ in range(5)]
+    mine = p0.clone()
+    opt = BatchedAdam([mine], lr=1e-2, weight_decay=1e-3)
+    ref = p0.clone().requires_grad_(True)
+    topt = torch.optim.Adam([ref], lr=1e-2, weight_decay=1e-3)
+    for gr in grads:
+        opt.step([gr])
+        ref.grad = gr.clone()
+        topt.step()
+    torch.testing.assert_close(mine, ref.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_batched_heads_equal_heads_trained_one_at_a_time():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(3, 12, 16, generator=g)
+    labels = torch.arange(3).repeat_interleave(4).repeat(3, 1)
+    streams = [task_streams(7, t) for t in range(3)]
+    w0, b0 = init_heads(16, 3, [s["head_init"] for s in streams])
+    w, b = train_heads(feats, labels, w0, b0, [s["head_sampler"] for s in streams], 2, 40, 8, 1e-2, 1e-4)
+    for t in range(3):
+        s = task_streams(7, t)
+        w1, b1 = init_heads(16, 3, [s["head_init"]])
+        wt, bt = train_heads(feats[t:t + 1], labels[t:t + 1], w1, b1, [s["head_sampler"]], 2, 40, 8, 1e-2, 1e-4)
+        torch.testing.assert_close(w[t], wt[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b[t], bt[0], rtol=1e-5, atol=1e-6)
+
+
+TINY = dict(head_epochs=1, epoch_images=32, batch_size=8)
+
+
+@pytest.mark.parametrize("engine,n_tasks", [("loop", 1), ("batched", 2)])
+def test_faithful_matches_bench_baseline(probe, tiny_tasks, engine, n_tasks):
+    images, labels = (t[:n_tasks] for t in tiny_tasks)
+    bench = load_bench()
+    ids = list(range(n_tasks))
+    base = np.stack([bench.baseline_embed_task(probe, images[t], labels[t], t, 5, **TINY) for t in ids])
+    mine = embed_batch(probe, images, labels, ids, 5,
+                       Task2VecSettings(method="faithful", engine=engine, **TINY)).numpy()
+    assert mine.shape == (n_tasks, 9600)
+    np.testing.assert_allclose(mine, base, rtol=2e-4, atol=1e-6 * np.abs(base).max())
+
+
+def test_task_embedding_does_not_depend_on_its_batch(probe, tiny_tasks):
+    images, labels = tiny_tasks
+    s = Task2VecSettings(method="exact", exact_head_epochs=1, epoch_images=64, batch_size=8, label_draws=2)
+    both = embed_batch(probe, images, labels, [10, 11], 5, s)
+    alone = embed_batch(probe, images[1:], labels[1:], [11], 5, s)
+    torch.testing.assert_close(both[1], alone[0], rtol=1e-4, atol=1e-9)
+
+
+def reference_exact_fisher(probe, images, labels, task_id, seed, draws):
+    """Per-sample squared gradients one sample at a time, BN frozen at the task's batch statistics."""
+    body = probe.body
+    x = probe.preprocess(images)
+    bns = [m for m in body.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [(m.running_mean.clone(), m.running_var.clone()) for m in bns]
+    stats = {}
+    hooks = [m.register_forward_pre_hook(
+        lambda m, inp: stats.__setitem__(m, torch.var_mean(inp[0], dim=(0, 2, 3), correction=0))) for m in bns]
+    body.train()
+    with torch.no_grad():
+        body(x)
+    for h in hooks:
+        h.remove()
+    body.eval()  # eval-mode BN with the running stats set to the task's statistics: constants
+    for m in bns:
+        m.running_var.copy_(stats[m][0]), m.running_mean.copy_(stats[m][1])
+    try:
+        s = task_streams(seed, task_id)
+        w, b = init_heads(probe.feature_dim, int(labels.max()) + 1, [s["head_init"]])
+        params = [layer.module.weight for layer in embedding_layout(body)]
+        acc = [torch.zeros_like(p) for p in params]
+        probs = F.softmax(body(x) @ w[0].T + b[0], -1).detach()
+        if draws == 0:  # the expectation over labels: sum_k p_k (d/dθ -log p_k)^2
+            for i in range(len(x)):
+                logp = F.log_softmax(body(x[i:i + 1]) @ w[0].T + b[0], -1)[0]
+                for k in range(len(logp)):
+                    for a, g in zip(acc, torch.autograd.grad(logp[k], params, retain_graph=True)):
+                        a += probs[i, k] * g ** 2
+        for _ in range(draws):
+            y = sample_labels(probs, torch.rand(len(x), generator=s["labels"]))
+            for i in range(len(x)):
+                loss = F.cross_entropy(body(x[i:i + 1]) @ w[0].T + b[0], y[i:i + 1])
+                for a, g in zip(acc, torch.autograd.grad(loss, params)):
+                    a += g ** 2
+        n_terms = len(x) * max(draws, 1)
+        return torch.cat([(a / n_terms).reshape(a.shape[0], -1).mean(1) for a in acc])
+    finally:
+        for m, (rm, rv) in zip(bns, saved):
+            m.running_mean.copy_(rm), m.running_var.copy_(rv)
+
+
+@pytest.mark.parametrize("draws", [2, 0])
+def test_exact_matches_per_sample_reference(probe, draws):
+    g = torch.Generator().manual_seed(2)
+    images = torch.rand(1, 6, 3, 32, 32, generator=g)
+    labels = torch.tensor([[0, 0, 1, 1, 2, 2]])
+    s = Task2VecSettings(method="exact", exact_head_epochs=0, label_draws=draws, chunk_size=4)
+    mine = embed_batch(probe, images, labels, [4], 9, s)[0]
+    ref = reference_exact_fisher(probe, images[0], labels[0], 4, 9, draws=draws)
+    torch.testing.assert_close(mine, ref, rtol=2e-4, atol=1e-7 * float(ref.abs().max()))
+
+
+def test_same_seed_same_embedding_other_seed_differs(probe, tiny_tasks):
+    images, labels = tiny_tasks
+    s = Task2VecSettings(method="exact", exact_head_epochs=1, epoch_images=64, batch_size=8, label_draws=1)
+    a = embed_batch(probe, images[:1], labels[:1], [0], 1, s)
+    b = embed_batch(probe, images[:1], labels[:1], [0], 1, s)
+    c = embed_batch(probe, images[:1], labels[:1], [0], 2, s)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_imagenet_weights_out_of_reach_gives_clear_error(monkeypatch):
+    import urllib.error
+
+    import torchvision.models as tvm
+
+    from divcoeff.models.probes import ProbeError
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("network unreachable")
+
+    monkeypatch.setattr(tvm.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    with pytest.raises(ProbeError, match=r"ImageNet weights of resnet18 .*weights: random"):
+        torchvision_probe("resnet18", "imagenet", 32)
+
+
+def test_checkpoint_probe_drops_head_and_embeds(tmp_path):
+    from divcoeff.checkpoints import save_checkpoint
+    from divcoeff.models import ResNet12
+    from divcoeff.models.probes import checkpoint_probe
+
+    torch.manual_seed(0)
+    model = ResNet12(widths=(4, 4, 8, 8), in_channels=1, num_classes=7)
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, model, "pt", {"image_size": 16, "channels": 1, "mean": [0.5], "std": [0.25]})
+    probe = checkpoint_probe(str(path), "ck")
+    assert (probe.feature_dim, probe.image_size, probe.channels) == (8, 16, 1)
+    # 4 stages x (3 convs + 3 BN + 1x1 conv + BN) = 8 values per channel of each stage width
+    assert embedding_dim(probe.body) == 8 * (4 + 4 + 8 + 8)
+    assert not any("cls" in layer.name for layer in embedding_layout(probe.body))
+    images = torch.rand(2, 6, 1, 16, 16)
+    labels = torch.tensor([[0, 0, 1, 1, 2, 2]] * 2)
+    emb = embed_batch(probe, images, labels, [0, 1], 1, Task2VecSettings(method="exact", exact_head_epochs=0,
+                                                                         label_draws=0))
+    assert emb.shape == (2, 192) and torch.isfinite(emb).all() and (emb >= 0).all()
