@@ -185,11 +185,9 @@ BENCHMARK_FILE_NAMES_RE = _alternatives(sorted({n for b in FETCHED_BENCHMARKS fo
 
 
 # --- fetch stage helpers ---
-import re as _fetch_re
-
 # Sheet rows the workflow downloads or copies rather than trains.
 FETCHED_CHECKPOINTS = [n for n in SHEET.index if SHEET.loc[n, "source"] != "train"]
-FETCHED_CHECKPOINTS_RE = "|".join(_fetch_re.escape(n) for n in FETCHED_CHECKPOINTS) or "^$"
+FETCHED_CHECKPOINTS_RE = _alternatives(FETCHED_CHECKPOINTS)
 
 
 def fetched_checkpoint_input(wildcards):
@@ -200,15 +198,13 @@ def fetched_checkpoint_input(wildcards):
 
 
 # --- train stage helpers ---
-import re as _train_re
-
 from divcoeff.training.settings import TrainSettings as _TrainSettings
 
 # Checked when the workflow is parsed (e.g. PT and MAML images per step must agree), not hours later.
 _TrainSettings.from_config(config["training"], f"{CONFIG_SOURCE}: training")
 # Sheet rows the workflow trains itself (source: train).
 TRAINED_CHECKPOINTS = [n for n in SHEET.index if SHEET.loc[n, "source"] == "train"]
-TRAINED_CHECKPOINTS_RE = "|".join(_train_re.escape(n) for n in TRAINED_CHECKPOINTS) or "^$"
+TRAINED_CHECKPOINTS_RE = _alternatives(TRAINED_CHECKPOINTS)
 
 
 def train_view_files(wildcards):
@@ -218,12 +214,10 @@ def train_view_files(wildcards):
 
 
 # --- evaluate stage helpers ---
-import re as _eval_re
-
 import pandas as _eval_pd
 
 # Every sheet row is evaluated on the one held-out episode file.
-EVALUATED_CHECKPOINTS_RE = "|".join(_eval_re.escape(n) for n in SHEET.index) or "^$"
+EVALUATED_CHECKPOINTS_RE = _alternatives(SHEET.index)
 
 
 def evaluate_inputs(wildcards):

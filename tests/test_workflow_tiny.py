@@ -54,3 +54,29 @@ def test_episodes_are_rebuilt_byte_identical(tiny_run):
     out = snakemake(repo, wd, "--force", str(path.relative_to(wd)))
     assert out.returncode == 0, out.stderr[-2000:]
     assert path.read_bytes() == before
+
+
+def _planned_jobs(stdout):
+    """{rule: count} from the 'Job stats' table of a dry run."""
+    lines = stdout.split("Job stats:", 1)[1].splitlines()[3:]
+    jobs = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def test_a_new_sheet_row_runs_only_its_jobs_and_the_report(tiny_run, tmp_path):
+    repo, wd = tiny_run
+    sheet = (repo / "config/tiny/checkpoints.tsv").read_text()
+    new = tmp_path / "checkpoints.tsv"
+    new.write_text(sheet + "pt-tiny-1s-again\tpt\tresnet12\ttrain\t\t\ttiny-1s\tfalse\n")
+    out = snakemake(repo, wd, "-n", "--config", f"checkpoint_sheet={new}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = _planned_jobs(out.stdout)
+    assert jobs.pop("train_checkpoint") == 1 and jobs.pop("evaluate") == 1
+    assert jobs.pop("summarize") == 1 and jobs.pop("all") == 1
+    assert set(jobs) <= {"plot"}, jobs    # nothing else: no diversity, data or other checkpoints
+    assert "results/eval/pt-tiny-1s-again.json" in out.stdout
