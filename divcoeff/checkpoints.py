@@ -163,7 +163,7 @@ def _torch_load(path: Path, allow_pickle: bool) -> Any:
                 f"{path}: needs pickled Python objects to load ({detail}). Loading it would run code "
                 f"from the file, so it is refused. If you trust the file, set the column {ALLOW_PICKLE_OPTION!r} "
                 "to true in its row of the checkpoint sheet.") from None
-    except (RuntimeError, EOFError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - garbage bytes make the unpickler fail in many ways (IndexError, ...)
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e}); "
                               "the file may be truncated or corrupt") from None
     log.warning("%s: loading with pickle (torch.load weights_only=False) because its sheet row sets "

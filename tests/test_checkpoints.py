@@ -233,3 +233,13 @@ def test_preprocess_images_resizes_converts_and_normalises():
     torch.testing.assert_close(out[:, 0], torch.full((2, 32, 32), 0.5))
     torch.testing.assert_close(out[:, 1], torch.full((2, 32, 32), 1.0))
     torch.testing.assert_close(out[:, 2], torch.full((2, 32, 32), 3.0))
+
+
+@pytest.mark.parametrize("content", [b"this is not a checkpoint", b"\x80\x02]q\x00(", b""])
+def test_garbage_bytes_give_a_clear_error_naming_the_file(tmp_path, content):
+    from divcoeff.checkpoints import CheckpointError, load_checkpoint
+
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"garbage\.pt: not a readable torch checkpoint"):
+        load_checkpoint(path)

@@ -80,3 +80,19 @@ def test_a_new_sheet_row_runs_only_its_jobs_and_the_report(tiny_run, tmp_path):
     assert jobs.pop("summarize") == 1 and jobs.pop("all") == 1
     assert set(jobs) <= {"plot"}, jobs    # nothing else: no diversity, data or other checkpoints
     assert "results/eval/pt-tiny-1s-again.json" in out.stdout
+
+
+def test_a_corrupt_checkpoint_fails_alone_with_a_clear_log(tiny_run, tmp_path):
+    repo, wd = tiny_run
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    sheet = tmp_path / "checkpoints.tsv"
+    sheet.write_text((repo / "config/tiny/checkpoints.tsv").read_text()
+                     + f"bad-ckpt\tpt\tresnet12\tfile\t{bad}\t\ttiny-1s\tfalse\n")
+    (wd / "results/eval/pt-tiny-all.json").unlink()     # a healthy job that must still run
+    out = snakemake(repo, wd, "--keep-going", "--config", f"checkpoint_sheet={sheet}")
+    assert out.returncode != 0
+    assert (wd / "results/eval/pt-tiny-all.json").exists()
+    assert not (wd / "results/eval/bad-ckpt.json").exists()
+    log = (wd / "logs/eval/bad-ckpt.log").read_text()
+    assert "bad-ckpt.pt" in log
