@@ -1,4 +1,5 @@
 # Shared by every stage: config and sheet validation, paths, and the list of final targets.
+import re as _re
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
 # Our check names file and field; snakemake's validate then fills in the schema's defaults.
 validate_config(config, Path(workflow.basedir, "config/schemas/config.schema.yaml"), CONFIG_SOURCE)
 validate(config, "../config/schemas/config.schema.yaml")
+
+
 def _in_workflow(path):
     """A relative path from the config: as given when it exists (run from the workflow folder), else under it."""
     p = Path(path)
@@ -35,6 +38,11 @@ wildcard_constraints:
     view=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     name=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     train_set=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+def _alternatives(names):
+    """A wildcard regex matching exactly these names (and nothing when there are none)."""
+    return "|".join(_re.escape(n) for n in names) or "^$"
 
 
 def dataset_files(benchmark):
@@ -141,15 +149,9 @@ def report_diversity_files(wildcards):
 
 
 # --- benchmarks stage helpers ---
-import re as _re
 
 # Benchmarks read from files as distributed (everything but the rendered glyphs).
 FETCHED_BENCHMARKS = [b for b, s in config["benchmarks"].items() if s["source"] != "glyphs"]
-
-
-def _alternatives(names):
-    """A wildcard regex matching exactly these names (and nothing when there are none)."""
-    return "|".join(_re.escape(n) for n in names) or "^$"
 
 
 def benchmark_file_entries(benchmark):

@@ -19,7 +19,7 @@ rule render_glyphs:
         name=lambda w: w.benchmark,
         seed=config["seed"],
     wildcard_constraints:
-        benchmark="|".join(GLYPH_BENCHMARKS) or "^$",
+        benchmark=_alternatives(GLYPH_BENCHMARKS),
     log:
         "logs/data/render_glyphs_{benchmark}.log",
     benchmark:
@@ -54,7 +54,7 @@ rule build_view:
         seed=config["seed"],
         min_ways=MIN_WAYS,
     wildcard_constraints:
-        view="|".join(VIEWS),
+        view=_alternatives(VIEWS),
     log:
         "logs/data/build_view_{view}.log",
     conda:

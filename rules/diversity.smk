@@ -13,7 +13,7 @@ rule diversity:
         master_seed=config["seed"],
         device=config["device"],
     wildcard_constraints:
-        train_set="|".join(TRAIN_SETS),
+        train_set=_alternatives(TRAIN_SETS),
     # One thread: on a small machine two train sets run side by side, which beats one job
     # with two threads (the work is many small kernels). Profiles may raise it (set-threads).
     threads: 1

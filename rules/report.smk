@@ -42,7 +42,7 @@ rule plot:
         x_ci=REPORT["x_ci"],
         dpi=REPORT["dpi"],
     wildcard_constraints:
-        metric="|".join(report_metrics()),
+        metric=_alternatives(report_metrics()),
     log:
         "logs/report/plot_{metric}.log",
     conda:

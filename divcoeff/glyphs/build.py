@@ -139,11 +139,11 @@ def plan_benchmark(renderers: list[FaceRenderer], spec: dict, seed: int) -> Glyp
     by_family: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(renderers):
         by_family[r.face.family].append(i)
+    family_draws = {fam: set().union(*(drawn[i] for i in idx)) for fam, idx in sorted(by_family.items())}
     cover: dict[str, list[str]] = {}
     for s in order:
         letters = set(script_letters(s))
-        fams = [fam for fam, idx in sorted(by_family.items())
-                if len(letters & set().union(*(drawn[i] for i in idx))) >= MIN_COVERAGE * len(letters)]
+        fams = [fam for fam, cps in family_draws.items() if len(letters & cps) >= MIN_COVERAGE * len(letters)]
         if fams:
             cover[s] = fams
     role, skipped = _assign_roles(cover, spec["heldout_family_fraction"], numpy_rng(seed, "glyph-families"))

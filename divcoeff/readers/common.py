@@ -104,6 +104,24 @@ def class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def read_named_class_folders(builder: "IndexedBuilder", root: Path, splits: dict[str, list[str]], *, label: str,
+                             what: str, strict: bool, skip: dict[str, list[str]] | None = None) -> None:
+    """Add one class per folder `root/<name>` for the names of each split (a published class list).
+
+    A missing or empty folder is an error naming the `what` (class, category) when `strict`, else
+    the class is left out. `skip[split]` lists file names to leave out (e.g. ImageNet duplicates)."""
+    for split, names in splits.items():
+        excluded = set((skip or {}).get(split, ()))
+        for name in progress(names, f"{label} {split}"):
+            folder = root / name
+            files = [f for f in list_images(folder) if f.name not in excluded] if folder.is_dir() else []
+            if not files:
+                if strict:
+                    raise ReaderError(f"{builder.benchmark}: no images for {what} {name!r} in {folder}")
+                continue
+            builder.add_encoded(builder.add_class(name, split), files)
+
+
 class IndexedBuilder:
     """Collects classes and their images, converted to one size and channel count, then writes
     the indexed dataset (docs/formats.md section 1) with :func:`write_indexed_dataset`."""
