@@ -74,19 +74,27 @@ def probe():
     return torchvision_probe("resnet18", "random", 32, seed=0)
 
 
-def test_more_domains_give_higher_coefficient_and_same_seed_same_value(make_view, probe):
+def test_tasks_of_one_domain_are_closer_than_tasks_of_two_and_same_seed_same_value(make_view, probe):
+    """What the coefficient is built on: on a view of every domain (3 x 10 classes), tasks drawn
+    from the same domain are nearer to each other than tasks from different domains.
+
+    (A 1-domain view against an all-domain view of the same class budget is not a fair unit test:
+    with 30 classes in one domain against 10 per domain, the class pool alone moves the
+    coefficient as much as the domains do; README "Known limits".)"""
     settings = Task2VecSettings(method="exact", **SMALL)
-    coef = {}
-    for domains in (1, "all"):
-        # same size (6 classes); tasks are drawn inside one domain, mixture-style
-        view = make_view(domains=domains, classes=6, classes_per_domain=12)
-        eps = sample_episodes(view, ways=2, shots=2, queries=3, n=8, seed=0)
-        s, emb = diversity_of_episodes(view, eps, probe, settings, seed=3, tasks=8, bootstrap=50, progress=False)
-        assert emb.shape == (8, 9600) and np.isfinite(emb).all()
-        coef[domains] = s["coefficient"]
-    assert coef[1] < coef["all"]
-    again, _ = diversity_of_episodes(view, eps, probe, settings, seed=3, tasks=8, bootstrap=50, progress=False)
-    assert again["coefficient"] == coef["all"]
+    view = make_view(domains="all", classes=30, classes_per_domain=60)
+    assert len(view.meta["components"]) == 3
+    eps = sample_episodes(view, ways=5, shots=5, queries=5, n=12, seed=0)
+    s, emb = diversity_of_episodes(view, eps, probe, settings, seed=3, tasks=12, bootstrap=50, progress=False)
+    assert emb.shape == (12, 9600) and np.isfinite(emb).all()
+    d = normalized_cosine_distances(emb)
+    i, j = np.triu_indices(12, 1)
+    same = eps.component[i] == eps.component[j]
+    assert same.any() and (~same).any()
+    within, across = d[i, j][same].mean(), d[i, j][~same].mean()
+    assert within < 0.85 * across, (within, across)
+    again, _ = diversity_of_episodes(view, eps, probe, settings, seed=3, tasks=12, bootstrap=50, progress=False)
+    assert again["coefficient"] == s["coefficient"]
 
 
 def test_run_diversity_writes_contract_files(make_view, tmp_path):

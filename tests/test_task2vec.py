@@ -132,6 +132,24 @@ def test_task_embedding_does_not_depend_on_its_batch(probe, tiny_tasks):
     torch.testing.assert_close(both[1], alone[0], rtol=1e-4, atol=1e-9)
 
 
+def test_every_task_starts_from_the_same_head_so_equal_tasks_embed_equally(probe, tiny_tasks):
+    """Published: one probe (one fresh fc) deep-copied per task. With the exact label expectation
+    and no head step nothing else is random, so the same images give the same embedding, whatever
+    the task's id and whichever class got which local label."""
+    heads = [init_heads(16, 3, [task_streams(7, t)["head_init"]]) for t in (0, 5)]
+    assert torch.equal(heads[0][0], heads[1][0]) and torch.equal(heads[0][1], heads[1][1])
+    images, labels = tiny_tasks
+    relabelled = (labels[:1] + 1) % 3
+    s = Task2VecSettings(method="exact", exact_head_epochs=0, label_draws=0)
+    a = embed_batch(probe, images[:1], labels[:1], [0], 5, s)
+    b = embed_batch(probe, images[:1], relabelled, [9], 5, s)
+    other = embed_batch(probe, images[1:], labels[1:], [0], 5, s)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=0.0)
+    from divcoeff.diversity import normalized_cosine_distances
+    d = normalized_cosine_distances(torch.cat([a, b, other]).numpy().astype(np.float64))
+    assert d[0, 1] < 1e-6 and d[0, 2] > 1e-3
+
+
 def reference_exact_fisher(probe, images, labels, task_id, seed, draws):
     """Per-sample squared gradients one sample at a time, BN frozen at the task's batch statistics."""
     body = probe.body
