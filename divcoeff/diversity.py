@@ -147,12 +147,13 @@ def diversity_of_episodes(view: View, episodes: Episodes, probe: Probe, settings
 
 def run_diversity(train_set: str, view_tsv: str, episodes_path: str, out_json: str, out_npy: str, div: dict,
                   master_seed: int, device_setting: str = "auto", threads: int | None = None,
-                  checkpoint_path: str | None = None, progress: bool = True) -> dict:
+                  checkpoint_path: str | None = None, progress: bool = True, revision: int | None = None) -> dict:
     """The diversity rule: embed the train set's diversity tasks, write the JSON and the .npy.
 
     Seeds: the probe's init and the tasks' random streams depend on the master and
     diversity seeds only, not on the train set: every train set is measured with the same
-    probe and the same head inits/label draws per task index (common random numbers)."""
+    probe, the same head init for every task, and the same label draws per task index (common
+    random numbers)."""
     from divcoeff.data.episodes import load_episodes
     from divcoeff.device import pick_device, set_threads
     from divcoeff.io import atomic_save_npy, atomic_write_json
@@ -175,6 +176,8 @@ def run_diversity(train_set: str, view_tsv: str, episodes_path: str, out_json: s
               "episodes": str(episodes_path), "ways": episodes.ways, "shots": episodes.shots,
               "queries": episodes.queries, "settings": settings.as_dict(), "device": str(device),
               "threads": torch.get_num_threads(), **summary, "seconds": time.perf_counter() - t0}
+    if revision is not None:
+        result["embedding_revision"] = int(revision)
     atomic_save_npy(out_npy, emb)
     atomic_write_json(out_json, result)
     return result

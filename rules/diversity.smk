@@ -1,6 +1,10 @@
 # Diversity stage: the Task2Vec diversity coefficient of each training set (per train set, not
 # per checkpoint), from its persisted diversity episodes, on the probe the config names.
 
+# Bumped whenever the library's embeddings change for the same config; as a param it makes
+# Snakemake rerun the diversity jobs of an existing results/ (2: one head init for all tasks).
+EMBEDDING_REVISION = 2
+
 
 rule diversity:
     input:
@@ -10,6 +14,7 @@ rule diversity:
         npy="results/diversity/{train_set}.npy",
     params:
         div=DIV,
+        revision=EMBEDDING_REVISION,
         master_seed=config["seed"],
         device=config["device"],
     wildcard_constraints:

@@ -19,4 +19,5 @@ with log_to(snakemake.log[0]):
         device_setting=snakemake.params.device,
         threads=snakemake.threads,
         checkpoint_path=snakemake.input.get("probe_checkpoint"),
+        revision=snakemake.params.revision,
     )

@@ -9,8 +9,8 @@ Here the T heads are one (T, N, D) weight and one (T, N) bias. The loss is the s
 of each task's batch-mean cross-entropy, so each head's gradient is that of its own task, and
 Adam is element-wise: one Adam over the stacked tensors *is* T independent Adams.
 
-Randomness per task comes from the task's own generators (head init, sampler), so a task's
-head does not depend on which other tasks share its batch.
+Every head starts from the same init (as published); the sampler draws from the task's own
+generator, so a task's head does not depend on which other tasks share its batch.
 """
 from __future__ import annotations
 
