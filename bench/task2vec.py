@@ -2,11 +2,11 @@
 
 The baseline (`baseline_embed_task`) is written here, straightforwardly, the way the
 published code runs it (aws-cv-task2vec ``Task2Vec.embed`` with ``montecarlo`` Fisher): a deep
-copy of the probe with a fresh ``fc`` per task, train mode, features cached in loader order,
+copy of the probe and its one fresh ``fc`` per task, train mode, features cached in loader order,
 the head trained with ``torch.optim.Adam`` one batch at a time, then the Monte-Carlo Fisher
 with ``p.grad ** 2`` accumulated after every backward pass, then per-filter means. It takes
 its random draws from the same per-task streams as divcoeff.task2vec, so with the same seed
-it must give the same embedding as the project's faithful mode (tests/test_task2vec_faithful.py).
+it must give the same embedding as the project's faithful mode (tests/test_task2vec.py).
 
     .venv/bin/python bench/task2vec.py                       # 32 px ResNet-18, random init
     .venv/bin/python bench/task2vec.py --size 84 --tasks 4 --baseline-tasks 1
