@@ -28,7 +28,7 @@ def settings(**changes):
 def heldout(trained, view, n=20):
     """(query cross-entropy, accuracy) on 5-way 2-shot 8-query episodes of classes never trained on:
     PT by nearest centroid of L2-normalised features (cosine x 10 as logits), MAML by adaptation (the
-    head included) on the support set."""
+    head included) on the support set, with the inner loop it was trained with."""
     eps = sample_episodes(view, 5, 2, 8, n, seed=3)
     x = preprocess_images(view.images(), trained.preprocess)
     qy = torch.arange(5).repeat_interleave(8).expand(n, -1)
@@ -42,7 +42,8 @@ def heldout(trained, view, n=20):
             sx = x[torch.from_numpy(eps.support.reshape(n, -1))]
             qx = x[torch.from_numpy(eps.query.reshape(n, -1))]
             sy = torch.arange(5).repeat_interleave(2).expand(n, -1)
-            logits = adapt_and_predict(model, sx, sy, qx, steps=5, inner_lr=0.2)
+            m = TINY["maml"]
+            logits = adapt_and_predict(model, sx, sy, qx, steps=m["inner_steps"], inner_lr=m["inner_lr"])
     loss = F.cross_entropy(logits.flatten(0, 1), qy.flatten()).item()
     return loss, (logits.argmax(-1) == qy).float().mean().item()
 
@@ -52,22 +53,32 @@ def views(make_view):
     return make_view(split="train"), make_view(split="test")
 
 
+# Margins, not luck: the same seed trains along another trajectory on another CPU (other float
+# kernels), so every threshold below sits far outside the spread over training seeds, measured
+# on this synthetic set with these settings (80 steps, seeds 0-47 for PT, 0-25 for MAML):
+#   last-quarter / first-quarter training loss: PT 0.016-0.025, MAML 0.38-0.74;
+#   held-out loss / the same network untrained:  PT 0.54-0.80,  MAML 0.32-0.76.
+# Broken training (no update, a wrong sign) gives ratios of 1 or more.
+STEPS = 80
+
+
 @pytest.mark.parametrize("family", ["pt", "maml"])
 def test_training_lowers_the_loss_and_beats_chance_on_heldout_classes(views, family):
     train, test = views
-    trained = train_checkpoint(train, family, settings(), seed=5)
+    trained = train_checkpoint(train, family, settings(steps=STEPS), seed=5)
     loss = trained.meta["history"]["loss"]
-    assert len(loss) == 40
-    first, last = sum(loss[:5]) / 5, sum(loss[-5:]) / 5
-    assert last < 0.5 * first, (first, last)
+    assert len(loss) == STEPS
+    q = STEPS // 4
+    first, last = sum(loss[:q]) / q, sum(loss[-q:]) / q
+    assert last < 0.85 * first, (first, last)
     assert trained.model.num_classes == (train.n_classes if family == "pt" else 5)
     (loss, acc) = heldout(trained, test)
-    assert acc > 0.6, acc  # chance is 0.2
+    assert acc > 0.4, acc  # chance is 0.2
     # The synthetic classes are easy enough for random features to separate them too, so "it learned
     # something that transfers" is checked on the held-out loss against the same network untrained.
     untrained = train_checkpoint(train, family, settings(steps=1, lr=1e-9), seed=5)
     loss0, _ = heldout(untrained, test)
-    assert loss < 0.95 * loss0, (loss, loss0)
+    assert loss < 0.9 * loss0, (loss, loss0)
 
 
 @pytest.mark.parametrize("family", ["pt", "maml"])
