@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from divcoeff.data.episodes import load_episodes, sample_episodes  # noqa: E402
 from divcoeff.data.views import View  # noqa: E402
-from divcoeff.fewshot import EvalSettings, evaluate_checkpoint  # noqa: E402
+from divcoeff.fewshot import evaluate_checkpoint  # noqa: E402
+from divcoeff.settings import EvaluationSettings  # noqa: E402
 from divcoeff.fewshot.features import input_spec, load_inputs  # noqa: E402
 from divcoeff.models.resnet12 import ResNet12  # noqa: E402
 
@@ -116,7 +117,8 @@ def main() -> None:
         acc_plain, parts_plain = straightforward(ckpt, view, eps, 1.0)
         wall_plain, cpu_plain = clock.stop()
 
-        settings = EvalSettings(pt_methods=("logreg",), calibrate=False)
+        settings = EvaluationSettings.from_config({"name": view.name, "benchmarks": ["bench"],
+                                                   "pt_methods": ["logreg"], "calibrate_temperature": False})
         clock = Clock()
         result = evaluate_checkpoint(ckpt, view, eps, settings, progress=False)
         wall_ours, cpu_ours = clock.stop()

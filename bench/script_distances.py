@@ -13,6 +13,7 @@ distance to the others, and what k random scripts would score (w and c from the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from divcoeff.data.views import View, build_view, write_view  # noqa: E402
 from divcoeff.diversity import diversity_of_episodes, normalized_cosine_distances  # noqa: E402
 from divcoeff.models.probes import build_probe  # noqa: E402
 from divcoeff.seeding import derive_seed  # noqa: E402
+from divcoeff.settings import DiversitySettings, compute_settings  # noqa: E402
 from divcoeff.task2vec import Task2VecSettings  # noqa: E402
 
 
@@ -56,26 +58,31 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
-    div = cfg["diversity"]
-    probe_cfg = {**div["probe"], **({"kind": "checkpoint", "checkpoint": "cli"} if args.probe_checkpoint else {})}
-    probe = build_probe(probe_cfg, derive_seed(cfg["seed"], div["seed"], "diversity-probe"), args.probe_checkpoint)
+    div = DiversitySettings.from_config(cfg["diversity"])
+    if args.probe_checkpoint:
+        div = dataclasses.replace(div, probe=dataclasses.replace(div.probe, kind="checkpoint", checkpoint="cli"))
+    master = cfg.get("seed", 0)
+    probe = build_probe(div.probe, derive_seed(master, div.seed, "diversity-probe"), args.probe_checkpoint)
 
     ds = IndexedDataset.load(args.dataset)
-    spec = {"benchmarks": [ds.manifest["benchmark"]], "domains": "all", "images_per_class": div["shots"] + div["queries"]}
-    table, meta = build_view("every-script", spec, {ds.manifest["benchmark"]: ds}, seed=0, min_classes_per_component=div["ways"])
+    spec = {"benchmarks": [ds.manifest["benchmark"]], "domains": "all", "images_per_class": div.shots + div.queries}
+    table, meta = build_view("every-script", spec, {ds.manifest["benchmark"]: ds}, seed=0,
+                             min_classes_per_component=div.ways)
     with tempfile.TemporaryDirectory() as tmp:
         write_view(Path(tmp) / "v.tsv", Path(tmp) / "v.json", table, meta)
         view = View.load(Path(tmp) / "v.tsv")
-        eps = sample_episodes(view, div["ways"], div["shots"], div["queries"], args.tasks, seed=derive_seed(cfg["seed"], "script-distances"))
+        eps = sample_episodes(view, div.ways, div.shots, div.queries, args.tasks,
+                              seed=derive_seed(master, "script-distances"))
         t0 = time.perf_counter()
-        _, emb = diversity_of_episodes(view, eps, probe, Task2VecSettings.from_config(div),
-                                       derive_seed(cfg["seed"], div["seed"], "diversity-tasks"), args.tasks, 10, "cpu")
+        compute = compute_settings(cfg.get("compute")).diversity
+        _, emb = diversity_of_episodes(view, eps, probe, Task2VecSettings.from_settings(div, compute),
+                                       derive_seed(master, div.seed, "diversity-tasks"), args.tasks, 10, "cpu")
     names = [c.split("/", 1)[-1] for c in meta["components"]]
     m = script_matrix(normalized_cosine_distances(emb), eps.component, len(names))
     off = ~np.eye(len(names), dtype=bool)
     w, c = np.nanmean(np.diag(m)), np.nanmean(m[off])
     print(f"{len(names)} scripts, {args.tasks} tasks, {(time.perf_counter() - t0) / args.tasks:.2f} s/task, "
-          f"probe {probe.description}, method {div['method']}")
+          f"probe {probe.description}, method {div.method}")
     print(f"within a script w = {w:.4f}, across scripts c = {c:.4f} (c / w = {c / w:.2f}), "
           f"sd over script pairs {np.nanstd(m[off]):.4f}")
     per_script = np.nanmean(np.where(off, m, np.nan), 1)

@@ -30,7 +30,7 @@ from divcoeff.data.views import View  # noqa: E402
 from divcoeff.maml import adapt_and_predict  # noqa: E402
 from divcoeff.seeding import derive_seed  # noqa: E402
 from divcoeff.training.run import train_checkpoint  # noqa: E402
-from divcoeff.training.settings import TrainSettings  # noqa: E402
+from divcoeff.settings import TrainSettings  # noqa: E402
 from divcoeff.training.common import MEAN, STD  # noqa: E402
 
 

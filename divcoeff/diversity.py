@@ -29,6 +29,7 @@ from divcoeff.data.episodes import Episodes
 from divcoeff.data.views import View
 from divcoeff.models.probes import Probe
 from divcoeff.seeding import numpy_rng
+from divcoeff.settings import DiversityCompute, DiversitySettings
 from divcoeff.task2vec import Task2VecSettings, embed_tasks
 
 log = logging.getLogger(__name__)
@@ -145,9 +146,9 @@ def diversity_of_episodes(view: View, episodes: Episodes, probe: Probe, settings
     return summary, emb
 
 
-def run_diversity(train_set: str, view_tsv: str, episodes_path: str, out_json: str, out_npy: str, div: dict,
-                  master_seed: int, device_setting: str = "auto", threads: int | None = None,
-                  checkpoint_path: str | None = None, progress: bool = True, revision: int | None = None) -> dict:
+def run_diversity(train_set: str, view_tsv: str, episodes_path: str, out_json: str, out_npy: str,
+                  div: DiversitySettings, compute: DiversityCompute, master_seed: int,
+                  checkpoint_path: str | None = None, progress: bool = True, code_version: str = "") -> dict:
     """The diversity rule: embed the train set's diversity tasks, write the JSON and the .npy.
 
     Seeds: the probe's init and the tasks' random streams depend on the master and
@@ -160,24 +161,22 @@ def run_diversity(train_set: str, view_tsv: str, episodes_path: str, out_json: s
     from divcoeff.models.probes import build_probe
     from divcoeff.seeding import derive_seed
 
-    set_threads(threads)
-    device = pick_device(device_setting)
+    set_threads(compute.threads)
+    device = pick_device(compute.device)
     view = View.load(view_tsv)
     episodes = load_episodes(episodes_path, view)
-    probe = build_probe(div.get("probe", {}), derive_seed(master_seed, div["seed"], "diversity-probe"),
-                        checkpoint_path).to(device)
-    settings = Task2VecSettings.from_config(div)
-    seed = derive_seed(master_seed, div["seed"], "diversity-tasks")
+    probe = build_probe(div.probe, derive_seed(master_seed, div.seed, "diversity-probe"), checkpoint_path).to(device)
+    settings = Task2VecSettings.from_settings(div, compute)
+    seed = derive_seed(master_seed, div.seed, "diversity-tasks")
     t0 = time.perf_counter()
-    summary, emb = diversity_of_episodes(view, episodes, probe, settings, seed, int(div["tasks"]),
-                                         int(div.get("bootstrap", 1000)), device, progress)
-    result = {"train_set": train_set, "method": settings.method, "probe": probe.description,
-              "tasks": int(div["tasks"]), "seed": int(div["seed"]), "master_seed": int(master_seed),
+    summary, emb = diversity_of_episodes(view, episodes, probe, settings, seed, div.tasks, div.bootstrap, device,
+                                         progress)
+    result = {"train_set": train_set, "method": div.method, "probe": probe.description,
+              "tasks": div.tasks, "seed": div.seed, "master_seed": int(master_seed),
               "episodes": str(episodes_path), "ways": episodes.ways, "shots": episodes.shots,
-              "queries": episodes.queries, "settings": settings.as_dict(), "device": str(device),
-              "threads": torch.get_num_threads(), **summary, "seconds": time.perf_counter() - t0}
-    if revision is not None:
-        result["embedding_revision"] = int(revision)
+              "queries": episodes.queries, "settings": div.as_dict(), "compute": compute.as_dict(),
+              "device": str(device), "threads": torch.get_num_threads(), "code_version": code_version, **summary,
+              "seconds": time.perf_counter() - t0}
     atomic_save_npy(out_npy, emb)
     atomic_write_json(out_json, result)
     return result

@@ -14,7 +14,7 @@ rule fetch_benchmark_file:
         file="resources/benchmarks/{benchmark}/{filename}",
         provenance="resources/benchmarks/{benchmark}/{filename}.provenance.json",
     params:
-        source=lambda w: config["benchmarks"][w.benchmark]["source"],
+        source=lambda w: S.benchmarks[w.benchmark]["source"],
         entry=lambda w: benchmark_file_entries(w.benchmark)[w.filename],
     wildcard_constraints:
         benchmark=FETCHED_BENCHMARKS_RE,
@@ -34,7 +34,8 @@ rule index_benchmark:
     output:
         **dataset_files("{benchmark}"),
     params:
-        spec=lambda w: {k: v for k, v in config["benchmarks"][w.benchmark].items() if k != "files"},
+        spec=lambda w: {k: v for k, v in S.benchmarks[w.benchmark].items() if k != "files"},
+        code=CODE["index_benchmark"],
         names=lambda w: list(benchmark_file_entries(w.benchmark)),
     wildcard_constraints:
         benchmark=FETCHED_BENCHMARKS_RE,

@@ -3,16 +3,21 @@ import re as _re
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 sys.path.insert(0, workflow.basedir)  # the divcoeff library, also inside conda envs
 
+from divcoeff.codeversion import rule_code_versions
 from divcoeff.config import load_sheet, validate_config
+from divcoeff.settings import SCHEMA_PATH, workflow_settings
 
 CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
-# Our check names file and field; snakemake's validate then fills in the schema's defaults.
-validate_config(config, Path(workflow.basedir, "config/schemas/config.schema.yaml"), CONFIG_SOURCE)
-validate(config, "../config/schemas/config.schema.yaml")
+# Checked against the schema (which fills in every default), naming file and field, before any job.
+validate_config(config, SCHEMA_PATH, CONFIG_SOURCE)
+# Frozen settings per stage: result settings go into params (a rerun trigger), compute settings
+# into threads and resources (profiles may override them; they rerun nothing).
+S = workflow_settings(config, CONFIG_SOURCE)
+# Per rule, a hash of the library code its script runs: as a param it reruns the rule when that
+# code changes (Snakemake's own code trigger sees only the script).
+CODE = rule_code_versions()
 
 
 def _in_workflow(path):
@@ -22,13 +27,13 @@ def _in_workflow(path):
 
 
 SHEET = load_sheet(
-    _in_workflow(config["checkpoint_sheet"]), Path(workflow.basedir, "config/schemas/checkpoints.schema.yaml"), config
+    _in_workflow(S.checkpoint_sheet), Path(workflow.basedir, "config/schemas/checkpoints.schema.yaml"), config
 )
 
-EVAL = config["evaluation"]
-DIV = config["diversity"]
-TRAIN_SETS = list(config["train_sets"])
-VIEWS = TRAIN_SETS + [EVAL["name"]]
+EVAL = S.evaluation
+DIV = S.diversity
+TRAIN_SETS = list(S.train_sets)
+VIEWS = TRAIN_SETS + [EVAL.name]
 # Final targets; each stage's file adds its own.
 ALL_TARGETS = []
 
@@ -58,10 +63,9 @@ def dataset_files(benchmark):
 
 def view_spec(view):
     """The config entry a view is built from: a train set, or the evaluation set."""
-    if view == EVAL["name"]:
-        keys = ("benchmarks", "split", "mixture_over", "image_size")
-        return {"kind": "eval", **{k: EVAL[k] for k in keys if k in EVAL}}
-    return {"kind": "train", **config["train_sets"][view]}
+    if view == EVAL.name:
+        return EVAL.view_spec()
+    return {"kind": "train", **S.train_sets[view]}
 
 
 def view_inputs(wildcards):
@@ -79,12 +83,12 @@ def episodes_file(view, ways, shots, queries, n, seed):
 
 def eval_episodes_file():
     e = EVAL
-    return episodes_file(e["name"], e["ways"], e["shots"], e["queries"], e["episodes"], e["seed"])
+    return episodes_file(e.name, e.ways, e.shots, e.queries, e.episodes, e.seed)
 
 
 def diversity_episodes_file(train_set):
     d = DIV
-    return episodes_file(train_set, d["ways"], d["shots"], d["queries"], d["tasks"], d["seed"])
+    return episodes_file(train_set, d.ways, d.shots, d.queries, d.tasks, d.seed)
 
 
 def checkpoint_file(name):
@@ -102,12 +106,12 @@ def diversity_inputs(wildcards):
         "meta": f"results/views/{wildcards.train_set}.json",
         "episodes": diversity_episodes_file(wildcards.train_set),
     }
-    probe = DIV["probe"]
-    if probe["kind"] == "checkpoint":
-        name = probe.get("checkpoint")
+    probe = DIV.probe
+    if probe.kind == "checkpoint":
+        name = probe.checkpoint
         if name not in SHEET.index:
             raise ValueError(f"{CONFIG_SOURCE}: diversity.probe.checkpoint: {name!r} is not a row of "
-                             f"{config['checkpoint_sheet']}")
+                             f"{S.checkpoint_sheet}")
         files["probe_checkpoint"] = checkpoint_file(name)
     return files
 
@@ -115,7 +119,7 @@ def diversity_inputs(wildcards):
 # --- report stage helpers ---
 def report_metrics():
     """The metrics plotted against diversity; the calibrated loss only where the evaluation computes it."""
-    return ["accuracy", "loss"] + (["loss_calibrated"] if EVAL["calibrate_temperature"] else [])
+    return ["accuracy", "loss"] + (["loss_calibrated"] if EVAL.calibrate_temperature else [])
 
 
 def report_figures():
@@ -151,13 +155,13 @@ def report_diversity_files(wildcards):
 # --- benchmarks stage helpers ---
 
 # Benchmarks read from files as distributed (everything but the rendered glyphs).
-FETCHED_BENCHMARKS = [b for b, s in config["benchmarks"].items() if s["source"] != "glyphs"]
+FETCHED_BENCHMARKS = [b for b, spec in S.benchmarks.items() if spec["source"] != "glyphs"]
 
 
 def benchmark_file_entries(benchmark):
     """The benchmark's `files:` entries by name; a name used twice is a config error."""
     entries = {}
-    for entry in config["benchmarks"][benchmark]["files"]:
+    for entry in S.benchmarks[benchmark]["files"]:
         if entry["name"] in entries:
             raise ValueError(f"{CONFIG_SOURCE}: benchmarks.{benchmark}.files: the name {entry['name']!r} is used "
                              "twice; every file needs its own name")
@@ -200,10 +204,6 @@ def fetched_checkpoint_input(wildcards):
 
 
 # --- train stage helpers ---
-from divcoeff.training.settings import TrainSettings as _TrainSettings
-
-# Checked when the workflow is parsed (e.g. PT and MAML images per step must agree), not hours later.
-_TrainSettings.from_config(config["training"], f"{CONFIG_SOURCE}: training")
 # Sheet rows the workflow trains itself (source: train).
 TRAINED_CHECKPOINTS = [n for n in SHEET.index if SHEET.loc[n, "source"] == "train"]
 TRAINED_CHECKPOINTS_RE = _alternatives(TRAINED_CHECKPOINTS)
@@ -227,8 +227,8 @@ def evaluate_inputs(wildcards):
     return {
         "checkpoint": checkpoint_file(wildcards.name),
         "episodes": eval_episodes_file(),
-        "view_tsv": f"results/views/{EVAL['name']}.tsv",
-        "view_json": f"results/views/{EVAL['name']}.json",
+        "view_tsv": f"results/views/{EVAL.name}.tsv",
+        "view_json": f"results/views/{EVAL.name}.json",
     }
 
 

@@ -6,18 +6,19 @@ localrules:
     montage,
 
 
-GLYPH_BENCHMARKS = [b for b, s in config["benchmarks"].items() if s["source"] == "glyphs"]
+GLYPH_BENCHMARKS = [b for b, spec in S.benchmarks.items() if spec["source"] == "glyphs"]
 # A view's mixture components must each hold a whole N-way task.
-MIN_WAYS = max(DIV["ways"], config["training"]["maml"]["ways"], EVAL["ways"])
+MIN_WAYS = max(DIV.ways, S.training.maml.ways, EVAL.ways)
 
 
 rule render_glyphs:
     output:
         **dataset_files("{benchmark}"),
     params:
-        spec=lambda w: config["benchmarks"][w.benchmark],
+        spec=lambda w: dict(S.benchmarks[w.benchmark]),
         name=lambda w: w.benchmark,
-        seed=config["seed"],
+        seed=S.seed,
+        code=CODE["render_glyphs"],
     wildcard_constraints:
         benchmark=_alternatives(GLYPH_BENCHMARKS),
     log:
@@ -35,6 +36,8 @@ rule montage:
         **dataset_files("{benchmark}"),
     output:
         png=report("results/figures/{benchmark}_montage.png", caption="../report/montage.rst", category="Data"),
+    params:
+        code=CODE["montage"],
     log:
         "logs/data/montage_{benchmark}.log",
     conda:
@@ -51,8 +54,9 @@ rule build_view:
         meta="results/views/{view}.json",
     params:
         spec=lambda w: view_spec(w.view),
-        seed=config["seed"],
+        seed=S.seed,
         min_ways=MIN_WAYS,
+        code=CODE["build_view"],
     wildcard_constraints:
         view=_alternatives(VIEWS),
     log:
@@ -70,7 +74,8 @@ rule sample_episodes:
     output:
         episodes="results/episodes/{view}/{ways}way-{shots}shot-{queries}query-{n}x-seed{seed}.json",
     params:
-        master_seed=config["seed"],
+        master_seed=S.seed,
+        code=CODE["sample_episodes"],
     wildcard_constraints:
         ways=r"\d+",
         shots=r"\d+",

@@ -1,11 +1,6 @@
 # Diversity stage: the Task2Vec diversity coefficient of each training set (per train set, not
 # per checkpoint), from its persisted diversity episodes, on the probe the config names.
 
-# Bumped whenever the library's embeddings change for the same config; as a param it makes
-# Snakemake rerun the diversity jobs of an existing results/ (2: one head init for all tasks).
-EMBEDDING_REVISION = 2
-
-
 rule diversity:
     input:
         unpack(diversity_inputs),
@@ -13,15 +8,15 @@ rule diversity:
         json="results/diversity/{train_set}.json",
         npy="results/diversity/{train_set}.npy",
     params:
-        div=DIV,
-        revision=EMBEDDING_REVISION,
-        master_seed=config["seed"],
-        device=config["device"],
+        diversity=DIV.as_dict(),
+        master_seed=S.seed,
+        code=CODE["diversity"],
     wildcard_constraints:
         train_set=_alternatives(TRAIN_SETS),
-    # One thread: on a small machine two train sets run side by side, which beats one job
-    # with two threads (the work is many small kernels). Profiles may raise it (set-threads).
-    threads: 1
+    # compute.diversity: threads and resources (task_batch, engine, ...), not a rerun trigger.
+    threads: S.compute.diversity.threads
+    resources:
+        **S.compute.diversity.resources(),
     log:
         "logs/diversity/{train_set}.log",
     benchmark:

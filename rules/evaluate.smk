@@ -11,11 +11,14 @@ rule evaluate:
         npz="results/eval/{name}.npz",
     params:
         row=evaluate_sheet_row,
-        evaluation=EVAL,
-        device=config["device"],
+        evaluation=lambda w: EVAL.for_family(SHEET.loc[w.name, "family"]),
+        code=CODE["evaluate"],
     wildcard_constraints:
         name=EVALUATED_CHECKPOINTS_RE,
-    threads: EVAL["threads"]
+    # compute.evaluate: threads and resources (batch_size, ...), not a rerun trigger.
+    threads: S.compute.evaluate.threads
+    resources:
+        **S.compute.evaluate.resources(),
     log:
         "logs/eval/{name}.log",
     benchmark:

@@ -2,7 +2,7 @@
 # plots of training-data diversity against few-shot performance, all captioned for
 # `snakemake --report` (report/*.rst). Light work: no benchmark files.
 
-REPORT = config["report"]
+REPORT = S.report
 
 
 # Light: on a cluster these run on the login node, not as jobs.
@@ -19,6 +19,7 @@ rule summarize:
         tsv=report("results/summary.tsv", caption="../report/summary.rst", category="Results", subcategory="Summary table", labels={"table": "summary.tsv"}),
     params:
         checkpoints=report_checkpoints(),
+        code=CODE["summarize"],
     log:
         "logs/report/summarize.log",
     conda:
@@ -35,12 +36,9 @@ rule plot:
         pdf=report("results/figures/diversity_vs_{metric}.pdf", caption="../report/scatter.rst", category="Results", subcategory="Diversity vs {metric}", labels={"figure": "diversity vs {metric}", "format": "PDF"}),
         svg=report("results/figures/diversity_vs_{metric}.svg", caption="../report/scatter.rst", category="Results", subcategory="Diversity vs {metric}", labels={"figure": "diversity vs {metric}", "format": "SVG"}),
     params:
-        master_seed=config["seed"],
-        seed=REPORT["seed"],
-        n_boot=REPORT["bootstrap"],
-        pt_method=REPORT["pt_method"],
-        x_ci=REPORT["x_ci"],
-        dpi=REPORT["dpi"],
+        master_seed=S.seed,
+        report=REPORT.as_dict(),
+        code=CODE["plot"],
     wildcard_constraints:
         metric=_alternatives(report_metrics()),
     log:

@@ -12,15 +12,17 @@ rule train_checkpoint:
     params:
         family=lambda w: SHEET.loc[w.name, "family"],
         train_set=lambda w: SHEET.loc[w.name, "train_set"],
-        train_set_spec=lambda w: config["train_sets"][SHEET.loc[w.name, "train_set"]],
-        training=config["training"],
-        master_seed=config["seed"],
-        device=config["device"],
+        train_set_spec=lambda w: dict(S.train_sets[SHEET.loc[w.name, "train_set"]]),
+        training=S.training.as_dict(),
+        master_seed=S.seed,
+        code=CODE["train_checkpoint"],
     wildcard_constraints:
         name=TRAINED_CHECKPOINTS_RE,
-    # One thread: on a small machine two checkpoints train side by side, which beats one job with
-    # two threads (small convolutions). Profiles may raise it (set-threads).
-    threads: 1
+    # compute.train: one thread by default (two checkpoints side by side beat one job with two
+    # threads on small convolutions); profiles may raise it (set-threads). Not a rerun trigger.
+    threads: S.compute.train.threads
+    resources:
+        **S.compute.train.resources(),
     log:
         "logs/train/{name}.log",
     benchmark:

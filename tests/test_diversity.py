@@ -11,6 +11,7 @@ from divcoeff.diversity import (bootstrap_over_tasks, coefficient_summary, diver
                                 normalized_cosine_distances, run_diversity, t_interval_over_pairs, task_images,
                                 task_rows, upper_pairs, vendi_score)
 from divcoeff.models.probes import torchvision_probe
+from divcoeff.settings import DiversitySettings, compute_settings
 from divcoeff.task2vec import Task2VecSettings
 
 
@@ -102,11 +103,13 @@ def test_run_diversity_writes_contract_files(make_view, tmp_path):
     eps = sample_episodes(view, ways=3, shots=1, queries=1, n=3, seed=0)
     ep_path = tmp_path / "eps.json"
     write_episodes(ep_path, eps)
-    div = {"tasks": 3, "seed": 31, "method": "exact", "bootstrap": 20, "task_batch": 2,
-           "probe": {"kind": "torchvision", "arch": "resnet18", "weights": "random", "image_size": 32},
-           "faithful": {"epoch_images": 64, "batch_size": 8}, "exact": {"head_epochs": 1, "label_draws": 1}}
+    div = DiversitySettings.from_config({
+        "tasks": 3, "seed": 31, "method": "exact", "bootstrap": 20,
+        "probe": {"kind": "torchvision", "arch": "resnet18", "weights": "random", "image_size": 32},
+        "faithful": {"epoch_images": 64, "batch_size": 8}, "exact": {"head_epochs": 1, "label_draws": 1}})
+    compute = compute_settings({"device": "cpu", "diversity": {"task_batch": 2}}).diversity
     out = run_diversity("synth", str(view.path), str(ep_path), str(tmp_path / "d.json"), str(tmp_path / "d.npy"),
-                        div, master_seed=0, device_setting="cpu", threads=1, progress=False)
+                        div, compute, master_seed=0, progress=False)
     written = json.loads((tmp_path / "d.json").read_text())
     for key in ("train_set", "method", "probe", "tasks", "seed", "coefficient", "ci_pairs_t", "ci_bootstrap",
                 "vendi", "embedding_dim", "episodes", "seconds"):

@@ -5,8 +5,8 @@ import torch
 
 from divcoeff.checkpoints import load_checkpoint, save_checkpoint
 from divcoeff.data.episodes import sample_episodes
-from divcoeff.fewshot import EvalSettings, InputMismatchError, evaluate_checkpoint, write_results
-from divcoeff.fewshot.maml_eval import MamlSettings
+from divcoeff.fewshot import InputMismatchError, evaluate_checkpoint, write_results
+from divcoeff.settings import ConfigError, EvaluationSettings, MamlEvalSettings
 from divcoeff.io import read_json
 from divcoeff.models.resnet12 import ResNet12
 
@@ -27,7 +27,11 @@ def setup(make_view):
     return view, sample_episodes(view, 5, 3, 2, 6, seed=5)
 
 
-SETTINGS = EvalSettings(calibration_folds=3, maml=MamlSettings(steps=2, inner_lr=0.05), maml_calibration_episodes=2)
+def settings(**changes):
+    return EvaluationSettings.from_config({"name": "held", "benchmarks": ["synth"], **changes})
+
+
+SETTINGS = settings(calibration_folds=3, maml={"inner_steps": 2, "inner_lr": 0.05, "calibration_episodes": 2})
 
 
 @pytest.mark.parametrize("family", ["pt", "maml"])
@@ -78,17 +82,20 @@ def test_image_size_mismatch_is_an_error_naming_both_sizes(tmp_path, setup):
     msg = str(err.value)
     assert "pt-28" in msg and "28x28" in msg and "16x16" in msg and "resize_to_checkpoint" in msg
     # Only when asked explicitly are the images brought to the checkpoint's size.
-    ok = evaluate_checkpoint(ck, view, eps, EvalSettings(resize_to_checkpoint=True, calibrate=False),
+    ok = evaluate_checkpoint(ck, view, eps, settings(resize_to_checkpoint=True, calibrate_temperature=False),
                              progress=False)
     assert ok.input.image_size == 28 and ok.input.resized
     assert ok.methods["logreg"].calibration == {"fitted": False, "why": "off (calibrate_temperature: false)"}
 
 
 def test_settings_from_config_section():
-    s = EvalSettings.from_config({"pt_methods": ["logreg"], "logreg_C": 0.5, "calibrate_temperature": True,
-                                  "calibration_folds": 2, "batch_size": 64, "resize_to_checkpoint": False,
-                                  "maml": {"inner_steps": 4, "inner_lr": 0.2, "first_order": True,
-                                           "bn_mode": "running", "chunk_size": 0, "calibration_episodes": 7}})
-    assert s.pt_methods == ("logreg",) and s.C == 0.5 and s.calibration_folds == 2 and s.batch_size == 64
-    assert s.maml == MamlSettings(steps=4, inner_lr=0.2, first_order=True, bn_mode="running", chunk_size=None)
-    assert s.maml_calibration_episodes == 7
+    s = settings(pt_methods=["logreg"], logreg_C=0.5, calibration_folds=2,
+                 maml={"inner_steps": 4, "inner_lr": 0.2, "bn_mode": "running", "calibration_episodes": 7})
+    assert s.pt_methods == ("logreg",) and s.logreg_C == 0.5 and s.calibration_folds == 2
+    # Every key the config leaves out takes the schema's default, and nothing else's.
+    assert s.maml == MamlEvalSettings(inner_steps=4, inner_lr=0.2, first_order=True, bn_mode="running",
+                                      calibration_episodes=7)
+    assert s.calibrate_temperature is True and s.episodes == 600 and s.split == "test"
+    # A compute key is not a result setting: it belongs to compute.evaluate.
+    with pytest.raises(ConfigError, match="batch_size"):
+        settings(batch_size=64)

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divcoeff.fewshot.maml_eval import MamlSettings, maml_logits
+from divcoeff.fewshot.maml_eval import maml_logits
+from divcoeff.settings import MamlEvalSettings
 from divcoeff.models.resnet12 import ResNet12, bn_mode
 
 
@@ -39,9 +40,10 @@ def test_batched_maml_equals_per_episode_loop(bn, vectorize):
     support_pos, target_pos = perm[:, :, :K], perm[:, :, K:].reshape(E, -1)
     # A small inner lr keeps the adaptation well-conditioned (a random network at lr 0.1 amplifies
     # rounding differences chaotically), so float tolerance is meaningful.
-    settings = MamlSettings(steps=3, inner_lr=0.02, bn_mode=bn, chunk_size=2, vectorize=vectorize)
+    settings = MamlEvalSettings.from_config({"inner_steps": 3, "inner_lr": 0.02, "bn_mode": bn})
     ref = loop_reference(copy.deepcopy(model), images, support_pos, target_pos, 3, 0.02, bn)
-    got = maml_logits(copy.deepcopy(model), images, support_pos, target_pos, settings, progress=False)
+    got = maml_logits(copy.deepcopy(model), images, support_pos, target_pos, settings, chunk_size=2,
+                      vectorize=vectorize, progress=False)
     assert got.shape == (E, W * Q, W)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
     # Adaptation changed something: the result differs from the unadapted network's.
@@ -54,4 +56,5 @@ def test_maml_head_must_match_ways():
     model = ResNet12([4, 4, 4, 4], in_channels=1, num_classes=5)
     pos = torch.zeros(1, 3, 1, dtype=torch.long)
     with pytest.raises(ValueError, match="5 outputs but the episodes are 3-way"):
-        maml_logits(model, torch.rand(2, 1, 8, 8), pos, pos.view(1, 3), MamlSettings(steps=1), progress=False)
+        maml_logits(model, torch.rand(2, 1, 8, 8), pos, pos.view(1, 3),
+                    MamlEvalSettings.from_config({"inner_steps": 1}), progress=False)

@@ -3,11 +3,13 @@
 One run per test session in a temporary working directory; the tests then read what it left.
 """
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -96,3 +98,92 @@ def test_a_corrupt_checkpoint_fails_alone_with_a_clear_log(tiny_run, tmp_path):
     assert not (wd / "results/eval/bad-ckpt.json").exists()
     log = (wd / "logs/eval/bad-ckpt.log").read_text()
     assert "bad-ckpt.pt" in log
+
+
+# --- what reruns: result settings and code changes rerun what they affect, compute settings nothing ---
+
+def _config_with(repo, tmp_path, **sections):
+    """The tiny config with some keys of some sections replaced, as a file."""
+    cfg = yaml.safe_load((repo / "config/tiny/config.yaml").read_text())
+    cfg["checkpoint_sheet"] = str(repo / cfg["checkpoint_sheet"])
+    for section, values in sections.items():
+        cfg.setdefault(section, {})
+        for key, value in values.items():
+            if isinstance(value, dict):
+                cfg[section].setdefault(key, {}).update(value)
+            else:
+                cfg[section][key] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _dry_run(repo, wd, config, *extra, snakefile=None):
+    cmd = [*SNAKEMAKE, "-n", "-s", str(snakefile or repo / "Snakefile"), "--directory", str(wd), "--configfile",
+           str(config), "--cores", "2", *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    return {} if "Nothing to be done" in text else _planned_jobs(out.stdout)
+
+
+@pytest.fixture
+def finished_run(tiny_run):
+    """The tiny run brought up to date (earlier tests may have left the report behind)."""
+    repo, wd = tiny_run
+    out = snakemake(repo, wd)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return repo, wd
+
+
+def test_compute_settings_rerun_nothing(finished_run, tmp_path):
+    repo, wd = finished_run
+    cfg = _config_with(repo, tmp_path, compute={"device": "cpu", "train": {"threads": 2},
+                                                "diversity": {"threads": 2, "task_batch": 1, "engine": "loop",
+                                                              "exact_chunk_size": 4},
+                                                "evaluate": {"threads": 2, "batch_size": 7, "maml_chunk_size": 1}})
+    assert _dry_run(repo, wd, cfg) == {}
+    # ... nor does a profile's override per rule.
+    assert _dry_run(repo, wd, repo / "config/tiny/config.yaml", "--set-threads", "evaluate=2",
+                    "--set-resources", "evaluate:batch_size=1024", "diversity:task_batch=16") == {}
+
+
+def test_result_settings_rerun_exactly_what_they_affect(finished_run, tmp_path):
+    repo, wd = finished_run
+    # A PT classifier setting: the two PT evaluations and the report, nothing of MAML, training or data.
+    jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, evaluation={"logreg_C": 0.5}))
+    assert jobs == {"evaluate": 2, "summarize": 1, "plot": 3, "all": 1}, jobs
+    jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, evaluation={"maml": {"inner_lr": 0.05}}))
+    assert jobs == {"evaluate": 2, "summarize": 1, "plot": 3, "all": 1}, jobs
+    # A training setting: every checkpoint and its evaluation; diversity and data untouched.
+    jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, training={"lr": 2e-3}))
+    assert jobs == {"train_checkpoint": 4, "evaluate": 4, "summarize": 1, "plot": 3, "all": 1}, jobs
+    # A diversity setting: the two coefficients and the report.
+    jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, diversity={"bootstrap": 51}))
+    assert jobs == {"diversity": 2, "summarize": 1, "plot": 3, "all": 1}, jobs
+
+
+def _copy_of_the_workflow(repo, dest):
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if (repo / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / name, dest / name)
+    return dest
+
+
+def test_library_code_changes_rerun_the_rules_that_run_that_code(finished_run, tmp_path):
+    repo, wd = finished_run
+    copy = _copy_of_the_workflow(repo, tmp_path / "wf")
+    cfg = repo / "config/tiny/config.yaml"
+    assert _dry_run(repo, wd, cfg, snakefile=copy / "Snakefile") == {}
+    metrics = copy / "divcoeff/fewshot/metrics.py"
+    text = metrics.read_text()
+    # A docstring or a comment is not code.
+    metrics.write_text(text.replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
+    assert _dry_run(repo, wd, cfg, snakefile=copy / "Snakefile") == {}
+    # Code is: every evaluation reruns, and the report after it; training, diversity and data do not.
+    metrics.write_text(text + "\n\ndef _unused():\n    return 0\n")
+    jobs = _dry_run(repo, wd, cfg, snakefile=copy / "Snakefile")
+    assert jobs == {"evaluate": 4, "summarize": 1, "plot": 3, "all": 1}, jobs

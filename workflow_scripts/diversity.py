@@ -6,6 +6,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from divcoeff.diversity import run_diversity
 from divcoeff.logs import log_to
+from divcoeff.settings import DiversityCompute, DiversitySettings
 
 with log_to(snakemake.log[0]):
     run_diversity(
@@ -14,10 +15,9 @@ with log_to(snakemake.log[0]):
         episodes_path=snakemake.input.episodes,
         out_json=snakemake.output.json,
         out_npy=snakemake.output.npy,
-        div=snakemake.params.div,
+        div=DiversitySettings.from_config(snakemake.params.diversity),
+        compute=DiversityCompute.from_job(snakemake.resources, snakemake.threads),
         master_seed=snakemake.params.master_seed,
-        device_setting=snakemake.params.device,
-        threads=snakemake.threads,
         checkpoint_path=snakemake.input.get("probe_checkpoint"),
-        revision=snakemake.params.revision,
+        code_version=snakemake.params.code,
     )

@@ -8,19 +8,20 @@ from divcoeff.checkpoints import load_checkpoint
 from divcoeff.data.episodes import load_episodes
 from divcoeff.data.views import View
 from divcoeff.device import pick_device, set_threads
-from divcoeff.fewshot import EvalSettings, evaluate_checkpoint, write_results
+from divcoeff.fewshot import evaluate_checkpoint, write_results
 from divcoeff.logs import log_to
+from divcoeff.settings import EvaluateCompute, EvaluationSettings
 
 with log_to(snakemake.log[0]) as log:
-    set_threads(snakemake.threads)
     row = snakemake.params.row
-    ev = snakemake.params.evaluation
-    device = pick_device(snakemake.params.device)
+    settings = EvaluationSettings.from_config(snakemake.params.evaluation)
+    compute = EvaluateCompute.from_job(snakemake.resources, snakemake.threads)
+    set_threads(compute.threads)
+    device = pick_device(compute.device)
     view = View.load(snakemake.input.view_tsv)
     episodes = load_episodes(snakemake.input.episodes, view)
     ckpt = load_checkpoint(snakemake.input.checkpoint, family=row["family"], allow_pickle=row["allow_pickle"])
-    settings = EvalSettings.from_config(ev)
-    result = evaluate_checkpoint(ckpt, view, episodes, settings, device=device, name=row["name"])
+    result = evaluate_checkpoint(ckpt, view, episodes, settings, compute, device=device, name=row["name"])
     header = {
         "checkpoint": row["name"],
         "train_set": row["train_set"],
@@ -33,7 +34,8 @@ with log_to(snakemake.log[0]) as log:
         "shots": episodes.shots,
         "queries": episodes.queries,
         "seed": episodes.meta.get("seed"),
-        "settings": ev,
+        "settings": dict(snakemake.params.evaluation),
+        "code_version": snakemake.params.code,
     }
     doc = write_results(snakemake.output.json, snakemake.output.npz, result, header)
     for method, m in doc["methods"].items():

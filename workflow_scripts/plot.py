@@ -9,16 +9,18 @@ from divcoeff.report.plots import close, save_figure, scatter_plot
 from divcoeff.report.stats import format_correlation
 from divcoeff.report.summary import read_summary
 from divcoeff.seeding import derive_seed
+from divcoeff.settings import ReportSettings
 
 with log_to(snakemake.log[0]) as log:
     p = snakemake.params
+    report = ReportSettings.from_config(p.report)
     metric = snakemake.wildcards.metric
-    plot = scatter_plot(read_summary(snakemake.input.tsv), metric, preferred_methods={"pt": p.pt_method},
-                        x_ci=p.x_ci, n_boot=p.n_boot, seed=derive_seed(p.master_seed, "report", p.seed))
+    plot = scatter_plot(read_summary(snakemake.input.tsv), metric, preferred_methods={"pt": report.pt_method},
+                        x_ci=report.x_ci, n_boot=report.bootstrap, seed=derive_seed(p.master_seed, "report", report.seed))
     for family, res in plot.families.items():
         log.info("%s (%s), n = %d: %s; %s; fit %s", family, res.method, res.n,
                  format_correlation(res.pearson, "r", 3), format_correlation(res.spearman, "rho", 3),
                  "none" if res.fit is None else f"slope {res.fit.slope:.4g}, intercept {res.fit.intercept:.4g}")
     out = snakemake.output
-    save_figure(plot.figure, {"png": out.png, "pdf": out.pdf, "svg": out.svg}, dpi=p.dpi)
+    save_figure(plot.figure, {"png": out.png, "pdf": out.pdf, "svg": out.svg}, dpi=report.dpi)
     close(plot)

@@ -8,19 +8,19 @@ from divcoeff.data.views import View
 from divcoeff.device import pick_device, set_threads
 from divcoeff.logs import log_to
 from divcoeff.seeding import derive_seed
+from divcoeff.settings import TrainCompute, TrainSettings
 from divcoeff.training.run import config_digest, train_checkpoint, write_trained_checkpoint
-from divcoeff.training.settings import TrainSettings
 
 with log_to(snakemake.log[0]) as log:
-    set_threads(snakemake.threads)
     p = snakemake.params
+    compute = TrainCompute.from_job(snakemake.resources, snakemake.threads)
+    set_threads(compute.threads)
     name = snakemake.wildcards.name
-    training = dict(p.training)
-    settings = TrainSettings.from_config(training, "config training")
+    settings = TrainSettings.from_config(p.training)
     seed = derive_seed(p.master_seed, settings.seed, name)
     view = View.load(snakemake.input.tsv)
     trained = train_checkpoint(
-        view, p.family, settings, seed=seed, device=pick_device(p.device), name=name, train_set=p.train_set,
-        config_sha256=config_digest(training, dict(p.train_set_spec), p.master_seed))
+        view, p.family, settings, seed=seed, device=pick_device(compute.device), name=name, train_set=p.train_set,
+        config_sha256=config_digest(settings.as_dict(), dict(p.train_set_spec), p.master_seed), code_version=p.code)
     write_trained_checkpoint(snakemake.output.checkpoint, trained)
     log.info("wrote %s", snakemake.output.checkpoint)

@@ -20,6 +20,7 @@ import pandas as pd
 from divcoeff.data.indexed import IndexedDataset
 from divcoeff.io import atomic_write_json, atomic_write_text, read_json, sha256_file
 from divcoeff.seeding import numpy_rng
+from divcoeff.settings import train_set_spec
 
 if TYPE_CHECKING:  # torch is imported where pixels are served: the data env builds views without it
     import torch
@@ -38,7 +39,7 @@ def _candidates(name: str, spec: dict, datasets: dict[str, IndexedDataset]) -> p
         if b not in datasets:
             raise ViewError(f"view {name!r}: benchmark {b!r} was not given (have {sorted(datasets)})")
         ds = datasets[b]
-        idx = ds.index[ds.index["split"] == spec.get("split", "train")]
+        idx = ds.index[ds.index["split"] == spec["split"]]
         cls = ds.classes.set_index("class_id")
         frame = pd.DataFrame({
             "benchmark": b,
@@ -50,8 +51,8 @@ def _candidates(name: str, spec: dict, datasets: dict[str, IndexedDataset]) -> p
         frames.append(frame)
     images = pd.concat(frames, ignore_index=True)
     if images.empty:
-        raise ViewError(f"view {name!r}: no images in split {spec.get('split', 'train')!r} of {spec['benchmarks']}")
-    if spec.get("mixture_over", "domain") == "domain":
+        raise ViewError(f"view {name!r}: no images in split {spec['split']!r} of {spec['benchmarks']}")
+    if spec["mixture_over"] == "domain":
         images["component"] = images["benchmark"] + "/" + images["domain"].astype(str)
     else:
         images["component"] = images["benchmark"]
@@ -63,7 +64,7 @@ def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, 
     n_classes_total = spec.get("classes")
     comp_sizes = per_class.groupby("component").size()
     available = sorted(comp_sizes.index)
-    wanted = spec.get("domains", "all")
+    wanted = spec["domains"]
     if isinstance(wanted, list):
         by_domain = {c.split("/", 1)[-1]: c for c in available}
         missing = [d for d in wanted if d not in by_domain and d not in available]
@@ -77,7 +78,7 @@ def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, 
         need = max(min_classes, math.ceil(n_classes_total / k)) if n_classes_total else min_classes
         return [c for c in available if comp_sizes[c] >= need]
 
-    rng = numpy_rng(seed, "view-domains", wanted, spec.get("draw", 0))
+    rng = numpy_rng(seed, "view-domains", wanted, spec["draw"])
     if wanted == "all":
         # Every component that can contribute at least `min_classes` (a whole N-way task); with a
         # fixed class budget at most classes // min_classes components fit.
@@ -104,10 +105,13 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
     """Resolve a view spec against the datasets; returns the table and its metadata.
 
     `spec` is a train set entry (benchmarks, split, domains, draw, classes, images_per_class,
-    mixture_over, image_size) or the evaluation entry. With `classes` set, the class budget is
-    split as evenly as possible over the chosen components so that views of different
-    diversity are matched in size.
+    mixture_over, image_size; the schema's defaults fill the rest) or the evaluation's, with
+    `kind: eval`. With `classes` set, the class budget is split as evenly as possible over the
+    chosen components so that views of different diversity are matched in size.
     """
+    spec = dict(spec)
+    kind = spec.pop("kind", "train")
+    spec = train_set_spec(spec, f"view {name!r}")
     images = _candidates(name, spec, datasets)
     ipc = spec.get("images_per_class")
     key = ["benchmark", "class_id"]
@@ -150,7 +154,7 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
     size = spec.get("image_size") or int(first["image_size"][0])
     meta = {
         "name": name,
-        "kind": spec.get("kind", "train"),
+        "kind": kind,
         "benchmarks": list(spec["benchmarks"]),
         "datasets": {b: str(Path(datasets[b].path)) for b in spec["benchmarks"]},
         "components": components,
@@ -158,7 +162,7 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
         "n_images": len(table),
         "image_size": size,
         "channels": int(first["channels"]),
-        "spec": {k: v for k, v in spec.items() if k != "kind"},
+        "spec": spec,
         "resolved": {"components": components,
                      "classes_per_component": table.groupby("component")["label"].nunique().to_dict()},
         "seed": seed,

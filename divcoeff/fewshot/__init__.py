@@ -5,12 +5,12 @@ multinomial logistic regression, the published PT protocol), proto (nearest clas
 calibration (temperature fitted on support sets only), maml_eval (batched MAML adaptation),
 metrics (per-episode accuracy/loss, t-intervals), evaluate (one checkpoint, one episode file).
 """
-from divcoeff.fewshot.evaluate import EvalResult, EvalSettings, evaluate_checkpoint, result_document, write_results
+from divcoeff.fewshot.evaluate import EvalResult, evaluate_checkpoint, result_document, write_results
 from divcoeff.fewshot.features import InputMismatchError, input_spec
 from divcoeff.fewshot.logreg import fit_logreg
-from divcoeff.fewshot.maml_eval import MamlSettings, maml_logits
+from divcoeff.fewshot.maml_eval import maml_logits
 from divcoeff.fewshot.metrics import episode_metrics, summarize
 
-__all__ = ["EvalResult", "EvalSettings", "InputMismatchError", "MamlSettings", "episode_metrics",
+__all__ = ["EvalResult", "InputMismatchError", "episode_metrics",
            "evaluate_checkpoint", "fit_logreg", "input_spec", "maml_logits", "result_document", "summarize",
            "write_results"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,10 +25,11 @@ from divcoeff.data.views import View
 from divcoeff.fewshot.calibration import calibrated_loss, fit_scale, holdout_folds, split_fold
 from divcoeff.fewshot.features import InputSpec, compute_features, episode_positions, input_spec, load_inputs
 from divcoeff.fewshot.logreg import fit_logreg
-from divcoeff.fewshot.maml_eval import MamlSettings, maml_logits
+from divcoeff.fewshot.maml_eval import maml_logits
 from divcoeff.fewshot.metrics import episode_metrics, summarize
 from divcoeff.fewshot.proto import proto_logits
 from divcoeff.io import atomic_path, atomic_write_json
+from divcoeff.settings import EvaluateCompute, EvaluationSettings, compute_settings
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +58,6 @@ NOTES = {
 }
 
 
-@dataclass(frozen=True)
-class EvalSettings:
-    """The `evaluation:` config section, as the library uses it."""
-
-    pt_methods: tuple[str, ...] = PT_METHODS
-    C: float = 1.0
-    calibrate: bool = True
-    calibration_folds: int = 5
-    maml: MamlSettings = field(default_factory=MamlSettings)
-    maml_calibration_episodes: int = 50
-    batch_size: int = 512
-    resize_to_checkpoint: bool = False
-
-    @classmethod
-    def from_config(cls, ev: dict) -> "EvalSettings":
-        m = ev.get("maml", {})
-        maml = MamlSettings(steps=int(m.get("inner_steps", 10)), inner_lr=float(m.get("inner_lr", 0.1)),
-                            first_order=bool(m.get("first_order", True)), bn_mode=m.get("bn_mode", "batch"),
-                            chunk_size=int(m.get("chunk_size", 0)) or None)
-        return cls(pt_methods=tuple(ev.get("pt_methods", PT_METHODS)), C=float(ev.get("logreg_C", 1.0)),
-                   calibrate=bool(ev.get("calibrate_temperature", True)),
-                   calibration_folds=int(ev.get("calibration_folds", 5)), maml=maml,
-                   maml_calibration_episodes=int(m.get("calibration_episodes", 50)),
-                   batch_size=int(ev.get("batch_size", 512)),
-                   resize_to_checkpoint=bool(ev.get("resize_to_checkpoint", False)))
-
-
 @dataclass
 class MethodResult:
     accuracy: np.ndarray                 # (E,) float64
@@ -102,12 +76,14 @@ class EvalResult:
     seconds: dict[str, float]
 
 
-def evaluate_checkpoint(ckpt: Any, view: View, episodes: Episodes, settings: EvalSettings, *,
-                        device: torch.device | str = "cpu", name: str = "checkpoint",
-                        progress: bool = True) -> EvalResult:
+def evaluate_checkpoint(ckpt: Any, view: View, episodes: Episodes, settings: EvaluationSettings,
+                        compute: EvaluateCompute | None = None, *, device: torch.device | str = "cpu",
+                        name: str = "checkpoint", progress: bool = True) -> EvalResult:
     """Evaluate a loaded checkpoint (divcoeff.checkpoints.LoadedCheckpoint: model, family,
-    preprocess) on `episodes` drawn from `view`."""
+    preprocess) on `episodes` drawn from `view`. `compute` (batch and chunk sizes) changes only the
+    speed; None: the schema's defaults."""
     device = torch.device(device)
+    compute = compute or compute_settings().evaluate
     model = ckpt.model
     spec = input_spec(ckpt.preprocess, model.in_channels, view, resize=settings.resize_to_checkpoint, checkpoint=name)
     rows = episodes.rows()
@@ -119,10 +95,10 @@ def evaluate_checkpoint(ckpt: Any, view: View, episodes: Episodes, settings: Eva
              episodes.shots, Q, len(rows), device)
     if ckpt.family == "pt":
         methods, seconds = _evaluate_pt(model, view, rows, spec, support_pos, query_pos.reshape(E, -1), query_y,
-                                        settings, device, progress)
+                                        settings, compute, device, progress)
     elif ckpt.family == "maml":
         methods, seconds = _evaluate_maml(model, view, rows, spec, support_pos, query_pos.reshape(E, -1), query_y,
-                                          settings, device, progress)
+                                          settings, compute, device, progress)
     else:
         raise ValueError(f"{name}: unknown family {ckpt.family!r} (expected pt or maml)")
     return EvalResult(ckpt.family, methods, spec, str(device), seconds)
@@ -138,9 +114,10 @@ def _logreg(C: float) -> Callable:
     return fit_predict
 
 
-def _evaluate_pt(model, view, rows, spec, support_pos, query_pos, query_y, settings, device, progress):
+def _evaluate_pt(model, view, rows, spec, support_pos, query_pos, query_y, settings: EvaluationSettings,
+                 compute: EvaluateCompute, device, progress):
     t0 = time.perf_counter()
-    feats = compute_features(model, view, rows, spec, batch_size=settings.batch_size, device=device,
+    feats = compute_features(model, view, rows, spec, batch_size=compute.batch_size, device=device,
                              progress=progress)
     seconds = {"features": time.perf_counter() - t0}
     support = feats[support_pos.to(device)]                           # (E, W, K, D)
@@ -150,23 +127,24 @@ def _evaluate_pt(model, view, rows, spec, support_pos, query_pos, query_y, setti
         if method not in PT_METHODS:
             raise ValueError(f"evaluation.pt_methods: unknown method {method!r} (known: {', '.join(PT_METHODS)})")
         t0 = time.perf_counter()
-        fit_predict = _logreg(settings.C) if method == "logreg" else proto_logits
+        fit_predict = _logreg(settings.logreg_C) if method == "logreg" else proto_logits
         logits = fit_predict(support, query).cpu()
         acc, loss = episode_metrics(logits, query_y)
         cal, calib = _calibrate(lambda s, t: fit_predict(s, t).cpu(), support, logits, query_y, settings,
                                 n_episodes=support.shape[0])
-        methods[method] = MethodResult(acc, loss, cal, _notes(method, calib, C=settings.C), calib)
+        methods[method] = MethodResult(acc, loss, cal, _notes(method, calib, C=settings.logreg_C), calib)
         seconds[method] = time.perf_counter() - t0
     return methods, seconds
 
 
-def _calibrate(fit_predict: Callable, support, query_logits, query_y, settings: EvalSettings, n_episodes: int):
+def _calibrate(fit_predict: Callable, support, query_logits, query_y, settings: EvaluationSettings,
+               n_episodes: int):
     """Out-of-fold support predictions of the first `n_episodes` -> one scale -> calibrated query losses."""
     E = query_logits.shape[0]
-    folds = holdout_folds(support.shape[2], settings.calibration_folds) if settings.calibrate else []
+    folds = holdout_folds(support.shape[2], settings.calibration_folds) if settings.calibrate_temperature else []
     n = min(int(n_episodes), E)
     if not folds or n < 1:
-        why = "off (calibrate_temperature: false)" if not settings.calibrate else \
+        why = "off (calibrate_temperature: false)" if not settings.calibrate_temperature else \
             ("needs at least 2 shots" if support.shape[2] < 2 else "no calibration episodes")
         return np.full(E, np.nan), {"fitted": False, "why": why}
     logits, labels = [], []
@@ -182,25 +160,28 @@ def _calibrate(fit_predict: Callable, support, query_logits, query_y, settings: 
 
 # ---------------------------------------------------------------------------------------- MAML
 
-def _evaluate_maml(model, view, rows, spec, support_pos, query_pos, query_y, settings, device, progress):
+def _evaluate_maml(model, view, rows, spec, support_pos, query_pos, query_y, settings: EvaluationSettings,
+                   compute: EvaluateCompute, device, progress):
     t0 = time.perf_counter()
     images = load_inputs(view, rows, spec)
     seconds = {"inputs": time.perf_counter() - t0}
     t0 = time.perf_counter()
-    logits = maml_logits(model, images, support_pos, query_pos, settings.maml, device=device, progress=progress)
+    chunk = compute.maml_chunk_size
+    logits = maml_logits(model, images, support_pos, query_pos, settings.maml, chunk_size=chunk, device=device,
+                         progress=progress)
     acc, loss = episode_metrics(logits, query_y)
     seconds["maml"] = time.perf_counter() - t0
     t0 = time.perf_counter()
 
     def fit_predict(train_pos, held_pos):
-        return maml_logits(model, images, train_pos, held_pos, settings.maml, device=device, progress=progress,
-                           desc="maml calibration")
+        return maml_logits(model, images, train_pos, held_pos, settings.maml, chunk_size=chunk, device=device,
+                           progress=progress, desc="maml calibration")
 
     cal, calib = _calibrate(fit_predict, support_pos, logits, query_y, settings,
-                            n_episodes=settings.maml_calibration_episodes)
+                            n_episodes=settings.maml.calibration_episodes)
     seconds["calibration"] = time.perf_counter() - t0
     m = settings.maml
-    notes = _notes("maml", calib, steps=m.steps, lr=m.inner_lr, bn=m.bn_mode,
+    notes = _notes("maml", calib, steps=m.inner_steps, lr=m.inner_lr, bn=m.bn_mode,
                    order="first-order" if m.first_order else "second-order")
     return {"maml": MethodResult(acc, loss, cal, notes, calib)}, seconds
 

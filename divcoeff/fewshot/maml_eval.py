@@ -13,27 +13,17 @@ second order only keeps the graph a meta-gradient would need), only the cost: ke
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
 from divcoeff.fewshot.features import fast_layout
 from divcoeff.maml import adapt_and_predict
+from divcoeff.settings import MamlEvalSettings
 
 log = logging.getLogger(__name__)
 
 CPU_CHUNK = 8  # episodes per call on a CPU: only bounds memory there (tasks are looped)
-
-
-@dataclass(frozen=True)
-class MamlSettings:
-    steps: int = 10
-    inner_lr: float = 0.1
-    first_order: bool = True
-    bn_mode: str = "batch"
-    chunk_size: int | None = None  # episodes adapted at once; None: CPU_CHUNK on a CPU, measured on a GPU
-    vectorize: bool | None = None  # vmap over episodes; None: divcoeff.maml's default (on CUDA only)
 
 
 def _labels(E: int, ways: int, per_class: int, device: torch.device) -> torch.Tensor:
@@ -50,12 +40,12 @@ def _gather(images: torch.Tensor, pos: torch.Tensor, device: torch.device) -> to
     return x.to(device, non_blocking=True)
 
 
-def _measured_chunk(model, images, support_pos, target_pos, settings, device) -> int:
+def _measured_chunk(model, images, support_pos, target_pos, settings, device, vectorize) -> int:
     """On a GPU: adapt one episode, and fit as many as half the free memory holds."""
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
-    _run_chunk(model, images, support_pos[:1], target_pos[:1], settings, device)
+    _run_chunk(model, images, support_pos[:1], target_pos[:1], settings, device, vectorize)
     torch.cuda.synchronize(device)
     per_episode = max(torch.cuda.max_memory_allocated(device) - base, 1)
     free, _ = torch.cuda.mem_get_info(device)
@@ -65,24 +55,26 @@ def _measured_chunk(model, images, support_pos, target_pos, settings, device) ->
     return chunk
 
 
-def _run_chunk(model, images, support_pos, target_pos, settings: MamlSettings, device) -> torch.Tensor:
+def _run_chunk(model, images, support_pos, target_pos, settings: MamlEvalSettings, device,
+               vectorize: bool | None) -> torch.Tensor:
     E, ways, shots = support_pos.shape
     sx = _gather(images, support_pos, device)
     sy = _labels(E, ways, shots, device)
     qx = _gather(images, target_pos, device)
-    return adapt_and_predict(model, sx, sy, qx, steps=settings.steps, inner_lr=settings.inner_lr,
-                             first_order=settings.first_order, bn_mode=settings.bn_mode,
-                             vectorize=settings.vectorize)
+    return adapt_and_predict(model, sx, sy, qx, steps=settings.inner_steps, inner_lr=settings.inner_lr,
+                             first_order=settings.first_order, bn_mode=settings.bn_mode, vectorize=vectorize)
 
 
 @torch.no_grad()
 def maml_logits(model: torch.nn.Module, images: torch.Tensor, support_pos: torch.Tensor, target_pos: torch.Tensor,
-                settings: MamlSettings, *, device: torch.device | str = "cpu", progress: bool = True,
-                desc: str = "maml") -> torch.Tensor:
+                settings: MamlEvalSettings, *, chunk_size: int = 0, vectorize: bool | None = None,
+                device: torch.device | str = "cpu", progress: bool = True, desc: str = "maml") -> torch.Tensor:
     """Logits (E, m, ways) of each episode's target images after adapting on its support set.
 
     `images` (U, C, H, W): the preprocessed images, each once (CPU); `support_pos` (E, ways, shots)
     and `target_pos` (E, m): positions into `images`. Support labels are the class index w.
+    `chunk_size` episodes are adapted at once (0: CPU_CHUNK on a CPU, measured on a GPU);
+    `vectorize` vmaps over them (None: divcoeff.maml's default, on CUDA only).
     """
     device = torch.device(device)
     ways = support_pos.shape[1]
@@ -91,14 +83,15 @@ def maml_logits(model: torch.nn.Module, images: torch.Tensor, support_pos: torch
                          f"episodes are {ways}-way; a MAML checkpoint is evaluated with its own N-way head")
     fast_layout(model.eval().to(device), device)
     E = support_pos.shape[0]
-    chunk = settings.chunk_size
+    chunk = chunk_size
     if not chunk:
-        chunk = _measured_chunk(model, images, support_pos, target_pos, settings, device) \
+        chunk = _measured_chunk(model, images, support_pos, target_pos, settings, device, vectorize) \
             if device.type == "cuda" else CPU_CHUNK
     out = []
     with tqdm(total=E, desc=desc, unit="episode", disable=not progress) as bar:
         for s in range(0, E, chunk):
-            logits = _run_chunk(model, images, support_pos[s:s + chunk], target_pos[s:s + chunk], settings, device)
+            logits = _run_chunk(model, images, support_pos[s:s + chunk], target_pos[s:s + chunk], settings, device,
+                                vectorize)
             out.append(logits.float().cpu())
             bar.update(logits.shape[0])
     return torch.cat(out)

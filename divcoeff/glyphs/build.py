@@ -33,6 +33,7 @@ from divcoeff.glyphs.render import FaceRenderer, FontRenderError
 from divcoeff.glyphs.scripts import SCRIPTS, char_name, script_letters
 from divcoeff.io import sha256_file
 from divcoeff.seeding import numpy_rng
+from divcoeff.settings import benchmark_spec
 
 log = logging.getLogger(__name__)
 LOOKALIKE_IOU = 0.95  # real look-alikes share one outline in a face: IoU ~1
@@ -126,7 +127,8 @@ def _lookalikes(renderers: list[FaceRenderer], drawn: dict[int, set[int]], scrip
 
 
 def plan_benchmark(renderers: list[FaceRenderer], spec: dict, seed: int) -> GlyphPlan:
-    wanted = spec.get("scripts", "all")
+    spec = benchmark_spec(spec)
+    wanted = spec["scripts"]
     order = list(SCRIPTS) if wanted == "all" else [s for s in SCRIPTS if s in wanted]
     if wanted != "all":
         unknown = sorted(set(wanted) - set(SCRIPTS))
@@ -156,8 +158,8 @@ def plan_benchmark(renderers: list[FaceRenderer], spec: dict, seed: int) -> Glyp
 
     letters: dict[str, dict[str, list[int]]] = {}
     faces: dict[int, dict[str, list[int]]] = {}
-    cap = spec.get("max_classes_per_script")
-    min_classes = spec.get("min_classes_per_split", 5)
+    cap = spec["max_classes_per_script"]
+    min_classes = spec["min_classes_per_split"]
     for s in order:
         if s in skipped:
             continue
@@ -190,8 +192,9 @@ def plan_benchmark(renderers: list[FaceRenderer], spec: dict, seed: int) -> Glyp
 
 def render_benchmark(name: str, spec: dict, out_dir: str | Path, master_seed: int = 0) -> Path:
     """Render the benchmark described by a `benchmarks.<name>` config entry into `out_dir`."""
+    spec = benchmark_spec(spec, f"benchmark {name!r}")
     size = int(spec["image_size"])
-    seed = int(spec.get("seed", 0))
+    seed = int(spec["seed"])
     faces = scan_fonts(spec["font_dirs"])
     if not faces:
         raise GlyphBenchmarkError(f"no readable outline font under {spec['font_dirs']}")
@@ -221,7 +224,7 @@ def render_benchmark(name: str, spec: dict, out_dir: str | Path, master_seed: in
                 for k in range(n):
                     r = renderers[pool[order[k % len(pool)]]]
                     index.append((len(images), class_id, domain_id, group_id[r.face.family], split))
-                    images.append(r.render(cp, rng, spec.get("jitter")))
+                    images.append(r.render(cp, rng, spec["jitter"]))
                 bar.update()
     bar.close()
 

@@ -64,9 +64,9 @@ class FaceRenderer:
         out = SUPERSAMPLE * self.size
         angle, scale, dx, dy = 0.0, 1.0, 0.0, 0.0
         if rng is not None and jitter:
-            angle = math.radians(rng.uniform(-1, 1) * jitter.get("rotate_deg", 0.0))
-            scale = 1.0 + rng.uniform(-1, 1) * jitter.get("scale", 0.0)
-            dx, dy = (rng.uniform(-1, 1, size=2) * jitter.get("translate", 0.0) * box)
+            angle = math.radians(rng.uniform(-1, 1) * jitter["rotate_deg"])
+            scale = 1.0 + rng.uniform(-1, 1) * jitter["scale"]
+            dx, dy = (rng.uniform(-1, 1, size=2) * jitter["translate"] * box)
         # Affine map from output pixel (u, v) to canvas (x, y): centre, rotate, scale, shift.
         k = box / out / scale
         cos, sin = math.cos(angle) * k, math.sin(angle) * k

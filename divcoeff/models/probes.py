@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from divcoeff.settings import ProbeSettings
+
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -187,15 +189,13 @@ def checkpoint_probe(path: str, name: str, fallback_image_size: int = 84, family
     return Probe(_prepare_body(body), feature_dim, size, channels, mean, std, desc)
 
 
-def build_probe(spec: dict, seed: int, checkpoint_path: str | None = None) -> Probe:
+def build_probe(spec: ProbeSettings, seed: int, checkpoint_path: str | None = None) -> Probe:
     """The probe of the config's ``diversity.probe`` section."""
-    kind = spec.get("kind", "torchvision")
-    if kind == "torchvision":
-        return torchvision_probe(spec.get("arch", "resnet18"), spec.get("weights", "imagenet"),
-                                 int(spec.get("image_size", 84)), seed=seed)
-    if kind == "checkpoint":
-        if not spec.get("checkpoint") or not checkpoint_path:
+    if spec.kind == "torchvision":
+        return torchvision_probe(spec.arch, spec.weights, spec.image_size, seed=seed)
+    if spec.kind == "checkpoint":
+        if not spec.checkpoint or not checkpoint_path:
             raise ProbeError("diversity.probe.kind: checkpoint needs diversity.probe.checkpoint, "
                              "a name from the checkpoint sheet")
-        return checkpoint_probe(checkpoint_path, spec["checkpoint"], int(spec.get("image_size", 84)))
-    raise ProbeError(f"diversity.probe.kind: expected torchvision or checkpoint, got {kind!r}")
+        return checkpoint_probe(checkpoint_path, spec.checkpoint, spec.image_size)
+    raise ProbeError(f"diversity.probe.kind: expected torchvision or checkpoint, got {spec.kind!r}")

@@ -24,6 +24,7 @@ from types import ModuleType
 
 from divcoeff.readers import (aircraft, cifar_fs, cub, delaunay, dtd, fc100, mini_imagenet, omniglot,
                               tiered_imagenet, vgg_flower)
+from divcoeff.settings import reader_spec
 from divcoeff.readers.common import (IndexedBuilder, ReaderError, SourceFiles, check_split_counts,
                                      describe_sources)
 
@@ -55,7 +56,8 @@ def read_benchmark(benchmark: str, spec: dict, files: dict[str, str | os.PathLik
     `provenance` (file name -> the fetch stage's provenance dict) is copied into the manifest.
     Scratch space (extracted archives, raw pixels) lives next to `out_dir` and is removed after.
     """
-    fmt = spec.get("format")
+    spec = reader_spec(spec, f"benchmark {benchmark!r}")
+    fmt = spec["format"]
     if fmt not in READERS:
         raise ReaderError(f"benchmark {benchmark!r}: unknown format {fmt!r} (known: {', '.join(READERS)})")
     reader = READERS[fmt]
@@ -73,7 +75,7 @@ def read_benchmark(benchmark: str, spec: dict, files: dict[str, str | os.PathLik
             builder.close()
             raise
         found = builder.split_counts()
-        check_split_counts(benchmark, found, reader.PUBLISHED_SPLIT_COUNTS, spec.get("strict", True))
+        check_split_counts(benchmark, found, reader.PUBLISHED_SPLIT_COUNTS, spec["strict"])
         log.info("%s: %d images, %d classes (train/val/test %s) at %dx%dx%d", benchmark, builder.n_images,
                  sum(found.values()), "/".join(str(found[s]) for s in ("train", "val", "test")), size, size, channels)
         manifest = {

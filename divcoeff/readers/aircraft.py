@@ -37,11 +37,11 @@ def read(src: SourceFiles, builder: IndexedBuilder, spec: dict) -> None:
             by_variant[variant].append(image_id)
     images_dir = src.folder("data/images")
     boxes = {}
-    if spec.get("crop_boxes"):
+    if spec["crop_boxes"]:
         for image_id, box in _pairs(src.file("data/images_box.txt")):
             x0, y0, x1, y1 = (int(v) for v in box.split())
             boxes[image_id] = (x0, y0, x1 + 1, y1 + 1)  # inclusive pixel box -> PIL's exclusive one
-    strict = spec.get("strict", True)
+    strict = spec["strict"]
     for split, variants in AIRCRAFT.items():
         for variant in progress(variants, f"aircraft {split}"):
             ids = sorted(by_variant.get(variant, []))

@@ -15,6 +15,6 @@ PUBLISHED_SPLIT_COUNTS = counts(CUB)
 
 
 def read(src: SourceFiles, builder: IndexedBuilder, spec: dict) -> None:
-    skip = CUB_IMAGENET_DUPLICATES if spec.get("exclude_imagenet_duplicates", True) else None
+    skip = CUB_IMAGENET_DUPLICATES if spec["exclude_imagenet_duplicates"] else None
     read_named_class_folders(builder, src.folder("CUB_200_2011/images"), CUB, label="cub", what="class",
-                             strict=spec.get("strict", True), skip=skip)
+                             strict=spec["strict"], skip=skip)

@@ -14,4 +14,4 @@ PUBLISHED_SPLIT_COUNTS = counts(DTD)
 
 def read(src: SourceFiles, builder: IndexedBuilder, spec: dict) -> None:
     read_named_class_folders(builder, src.folder("dtd/images"), DTD, label="dtd", what="category",
-                             strict=spec.get("strict", True))
+                             strict=spec["strict"])

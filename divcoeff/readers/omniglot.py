@@ -34,7 +34,7 @@ def read(src: SourceFiles, builder: IndexedBuilder, spec: dict) -> None:
     if not characters:
         raise ReaderError(f"{builder.benchmark}: no character folders in {src.describe()}")
     counts = proportional_counts(len(characters), PUBLISHED_SPLIT_COUNTS)
-    order = numpy_rng(int(spec.get("seed", 0)), "omniglot-class-split").permutation(len(characters))
+    order = numpy_rng(int(spec["seed"]), "omniglot-class-split").permutation(len(characters))
     split_of = {}
     for rank, i in enumerate(order):
         split_of[int(i)] = "train" if rank < counts["train"] else "val" if rank < counts["train"] + counts["val"] \

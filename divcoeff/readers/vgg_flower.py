@@ -26,7 +26,7 @@ def read(src: SourceFiles, builder: IndexedBuilder, spec: dict) -> None:
     except (KeyError, ValueError, OSError) as e:
         raise ReaderError(f"{labels_path}: not a MATLAB file with a 'labels' array ({e})") from None
     images_dir = src.folder("jpg")
-    strict = spec.get("strict", True)
+    strict = spec["strict"]
     for split, ids in VGG_FLOWER.items():
         for label in progress(ids, f"vgg-flower {split}"):
             rows = np.flatnonzero(labels == label)

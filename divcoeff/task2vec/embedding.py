@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from divcoeff.models.probes import Probe
 from divcoeff.seeding import torch_generator
+from divcoeff.settings import DiversityCompute, DiversitySettings
 from divcoeff.task2vec.fisher_exact import exact_fisher
 from divcoeff.task2vec.fisher_faithful import cache_features, fisher_batched, fisher_loop
 from divcoeff.task2vec.head import init_heads, train_heads
@@ -62,15 +63,13 @@ class Task2VecSettings:
     task_batch: int = 8           # tasks per forward pass
 
     @classmethod
-    def from_config(cls, div: dict) -> "Task2VecSettings":
-        f, e = div.get("faithful", {}), div.get("exact", {})
-        kw = {"method": div.get("method", "faithful"), "task_batch": div.get("task_batch", 8),
-              **{k: f[k] for k in ("head_epochs", "epoch_images", "batch_size", "lr", "weight_decay",
-                                   "fisher_epochs", "engine") if k in f},
-              **{k: e[k] for k in ("label_draws", "chunk_size") if k in e}}
-        if "head_epochs" in e:
-            kw["exact_head_epochs"] = e["head_epochs"]
-        return cls(**kw)
+    def from_settings(cls, settings: DiversitySettings, compute: DiversityCompute) -> "Task2VecSettings":
+        """The library's flat view of the `diversity:` result settings and the `compute.diversity` ones."""
+        f, e = settings.faithful, settings.exact
+        return cls(method=settings.method, head_epochs=f.head_epochs, epoch_images=f.epoch_images,
+                   batch_size=f.batch_size, lr=f.lr, weight_decay=f.weight_decay, fisher_epochs=f.fisher_epochs,
+                   engine=compute.engine, exact_head_epochs=e.head_epochs, label_draws=e.label_draws,
+                   chunk_size=compute.exact_chunk_size, task_batch=compute.task_batch)
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -2,12 +2,12 @@
 
 Both families share the architecture, the optimiser (Adam, same lr and weight decay), the
 number of optimisation steps and the number of images drawn per step (PT batch =
-MAML meta_batch * ways * (shots + queries)); see :mod:`divcoeff.training.settings`.
+MAML meta_batch * ways * (shots + queries)); the `training:` settings and that check live in
+:class:`divcoeff.settings.TrainSettings`.
 
-Modules: ``settings`` (the checked `training:` config; no torch, so the Snakefile can check a
-config when it is parsed), ``run`` (``train_checkpoint``, ``write_trained_checkpoint``,
-``config_digest``), ``pt`` and ``maml`` (the two loops), ``common`` (what they share).
+Modules: ``run`` (``train_checkpoint``, ``write_trained_checkpoint``, ``config_digest``), ``pt``
+and ``maml`` (the two loops), ``common`` (what they share).
 """
-from divcoeff.training.settings import MamlSettings, TrainSettings
+from divcoeff.settings import MamlTrainSettings, TrainSettings
 
-__all__ = ["MamlSettings", "TrainSettings"]
+__all__ = ["MamlTrainSettings", "TrainSettings"]

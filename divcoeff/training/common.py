@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from divcoeff.data.views import View
 from divcoeff.models.resnet12 import BatchNorm2d, ResNet12
-from divcoeff.training.settings import TrainSettings
+from divcoeff.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 

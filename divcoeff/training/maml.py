@@ -26,7 +26,7 @@ from divcoeff.data.views import View
 from divcoeff.maml import meta_forward, split_state
 from divcoeff.models.resnet12 import ResNet12
 from divcoeff.training.common import Progress, calibrate_bn, make_optimizer
-from divcoeff.training.settings import TrainSettings
+from divcoeff.settings import TrainSettings
 
 
 def train_maml(model: ResNet12, view: View, x: torch.Tensor, settings: TrainSettings, task_seed: int,

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from divcoeff.models.resnet12 import ResNet12
 from divcoeff.training.common import Progress, batch_stream, make_optimizer
-from divcoeff.training.settings import TrainSettings
+from divcoeff.settings import TrainSettings
 
 
 def train_pt(model: ResNet12, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings, rng: np.random.Generator,

@@ -25,7 +25,7 @@ from divcoeff.seeding import derive_seed, numpy_rng
 from divcoeff.training.common import build_model, load_view_tensors, seeded_torch, view_preprocess
 from divcoeff.training.maml import train_maml
 from divcoeff.training.pt import train_pt
-from divcoeff.training.settings import TrainSettings
+from divcoeff.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ def config_digest(training: Mapping[str, Any], train_set_spec: Mapping[str, Any]
 
 def train_checkpoint(view: View, family: str, settings: TrainSettings, *, seed: int,
                      device: torch.device | str = "cpu", name: str | None = None,
-                     train_set: str | None = None, config_sha256: str = "") -> TrainedCheckpoint:
+                     train_set: str | None = None, config_sha256: str = "",
+                     code_version: str = "") -> TrainedCheckpoint:
     """Train a PT (head over the view's classes) or MAML (``maml.ways``-way head) ResNet-12 on `view`."""
     if family not in ("pt", "maml"):
         raise ValueError(f"train_checkpoint: family must be 'pt' or 'maml', got {family!r}")
@@ -78,6 +79,7 @@ def train_checkpoint(view: View, family: str, settings: TrainSettings, *, seed: 
         "images_seen": settings.steps * settings.images_per_step,
         "seed": int(seed),
         "config_sha256": config_sha256,
+        "code_version": code_version,
         "name": name,
         "training": settings.as_dict(),
         "view": {"name": view.name, "sha256": view.sha256, "n_classes": view.n_classes,

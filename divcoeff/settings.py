@@ -1,0 +1,404 @@
+"""One settings layer: the validated config, as frozen settings per stage.
+
+The schema (``config/schemas/config.schema.yaml``) holds every default and the description of
+every key; nothing else in the library defaults a config key. :func:`complete` fills a
+mapping (the whole config, one section, or one entry of ``train_sets``/``benchmarks``) with
+the schema's defaults and checks it; the classes below are built only from completed mappings,
+so a partial mapping in a test or a library call gets the same defaults as the workflow.
+
+Each stage has two kinds of settings:
+
+* **result** settings change what a stage computes (``training``, ``diversity``, ``evaluation``,
+  ``report``). Rules pass them as ``params``, Snakemake's rerun trigger: changing one reruns
+  exactly the jobs it affects.
+* **compute** settings change only how (``compute:``: device, threads, batch and chunk sizes,
+  the Task2Vec engine). Rules hand them to jobs as ``threads`` and ``resources``, which are not a
+  rerun trigger, and a profile can override them per rule (``set-threads``,
+  ``set-resources: evaluate: {batch_size: 1024}``). Results agree to float rounding whatever
+  they are.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from divcoeff.config import ConfigError, check_against_schema
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "schemas" / "config.schema.yaml"
+
+
+@functools.cache
+def config_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def subschema(path: str) -> dict:
+    """The schema of a dotted config path: ``training``, ``compute.evaluate``, ``train_sets.*``
+    (an entry of a mapping section), or ``""`` for the whole config."""
+    node = config_schema()
+    for part in filter(None, path.split(".")):
+        node = node["additionalProperties"] if part == "*" else node["properties"][part]
+    return node
+
+
+def complete(path: str, values: Mapping | None, where: str | None = None) -> dict:
+    """A deep copy of `values` checked against the schema at `path` and filled with its defaults.
+
+    Raises ConfigError naming `where` (default: the path) and the field."""
+    data = copy.deepcopy(dict(values or {}))
+    return check_against_schema(data, subschema(path), where or (f"config {path}" if path else "config"))
+
+
+def canonical(value: Any) -> Any:
+    """Mappings with sorted keys, at every depth. Snakemake compares params by their text, so the
+    order of keys in a config file (which yaml.safe_dump, for one, sorts) must not rerun a job."""
+    if isinstance(value, Mapping):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------ building blocks
+
+class Settings:
+    """A frozen dataclass built from a completed mapping; nested settings are built recursively,
+    lists become tuples (hashable, immutable). Keys must match the fields exactly: a test checks
+    that every class agrees with its schema section."""
+
+    SECTION: typing.ClassVar[str] = ""  # the schema path of a top-level section class
+
+    @classmethod
+    def from_config(cls, mapping: Mapping | None = None, where: str | None = None):
+        """Complete `mapping` from the schema at ``SECTION``, build, then run the section's own checks."""
+        where = where or f"config {cls.SECTION}"
+        obj = cls.build(complete(cls.SECTION, mapping, where), where)
+        obj.check(where)
+        return obj
+
+    def check(self, where: str) -> None:
+        """Checks a schema cannot express (none by default)."""
+
+    @classmethod
+    def build(cls, mapping: Mapping[str, Any], where: str = "config"):
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(mapping) - set(names))
+        missing = [n for n in names if n not in mapping]
+        if unknown or missing:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}" if unknown else f"{where}: missing key(s) {missing}")
+        values = {}
+        for name in names:
+            value, hint = mapping[name], hints[name]
+            if isinstance(hint, type) and issubclass(hint, Settings):
+                value = hint.build(value, f"{where}.{name}")
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[name] = value
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        """Plain values (lists, not tuples): what params, JSON files and hashes see."""
+        def plain(v):
+            if isinstance(v, Settings):
+                return v.as_dict()
+            return list(v) if isinstance(v, tuple) else v
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+# ------------------------------------------------------------------------------------ training
+
+BN_MODES = ("batch", "running")
+
+
+@dataclass(frozen=True)
+class MamlTrainSettings(Settings):
+    SECTION = "training.maml"
+
+    ways: int
+    shots: int
+    queries: int
+    meta_batch: int
+    inner_steps: int
+    inner_lr: float
+    first_order: bool
+    bn_mode: str
+
+    @property
+    def images_per_task(self) -> int:
+        return self.ways * (self.shots + self.queries)
+
+
+@dataclass(frozen=True)
+class TrainSettings(Settings):
+    """``training:`` What is held fixed across training sets and families: architecture
+    (widths, drop_rate, dropblock_size), optimiser (Adam lr, weight_decay), steps and
+    images_per_step. PT draws images_per_step images per step; MAML draws meta_batch tasks of
+    ways * (shots + queries) images, which must add up to the same number (checked)."""
+
+    SECTION = "training"
+
+    arch: str
+    widths: tuple[int, ...]
+    drop_rate: float
+    dropblock_size: int
+    steps: int
+    images_per_step: int
+    lr: float
+    weight_decay: float
+    seed: int
+    maml: MamlTrainSettings
+
+    def check(self, where: str) -> None:
+        per_step = self.maml.meta_batch * self.maml.images_per_task
+        if per_step != self.images_per_step:
+            m = self.maml
+            raise ConfigError(
+                f"{where}: images_per_step is {self.images_per_step} but MAML draws maml.meta_batch * maml.ways * "
+                f"(maml.shots + maml.queries) = {m.meta_batch} * {m.ways} * ({m.shots} + {m.queries}) = {per_step} "
+                "images per step; make them equal so that PT and MAML see the same number of images")
+
+    @property
+    def model_kwargs(self) -> dict:
+        return {"widths": self.widths, "drop_rate": self.drop_rate, "dropblock_size": self.dropblock_size}
+
+
+# ----------------------------------------------------------------------------------- diversity
+
+@dataclass(frozen=True)
+class ProbeSettings(Settings):
+    SECTION = "diversity.probe"
+
+    kind: str
+    arch: str
+    weights: str
+    image_size: int
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class FaithfulSettings(Settings):
+    SECTION = "diversity.faithful"
+
+    head_epochs: int
+    epoch_images: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    fisher_epochs: int
+
+
+@dataclass(frozen=True)
+class ExactSettings(Settings):
+    SECTION = "diversity.exact"
+
+    head_epochs: int
+    label_draws: int
+
+
+@dataclass(frozen=True)
+class DiversitySettings(Settings):
+    """``diversity:`` the Task2Vec coefficient of each training set."""
+
+    SECTION = "diversity"
+
+    tasks: int
+    ways: int
+    shots: int
+    queries: int
+    seed: int
+    method: str
+    probe: ProbeSettings
+    faithful: FaithfulSettings
+    exact: ExactSettings
+    bootstrap: int
+
+    @property
+    def head_epochs(self) -> int:
+        """Epochs of the published head step under the chosen method."""
+        return self.exact.head_epochs if self.method == "exact" else self.faithful.head_epochs
+
+
+# ---------------------------------------------------------------------------------- evaluation
+
+@dataclass(frozen=True)
+class MamlEvalSettings(Settings):
+    SECTION = "evaluation.maml"
+
+    inner_steps: int
+    inner_lr: float
+    first_order: bool
+    bn_mode: str
+    calibration_episodes: int
+
+
+@dataclass(frozen=True)
+class EvaluationSettings(Settings):
+    """``evaluation:`` the one held-out view, its episodes and how checkpoints are scored."""
+
+    SECTION = "evaluation"
+
+    name: str
+    benchmarks: tuple[str, ...]
+    split: str
+    mixture_over: str
+    image_size: int | None
+    ways: int
+    shots: int
+    queries: int
+    episodes: int
+    seed: int
+    pt_methods: tuple[str, ...]
+    logreg_C: float
+    calibrate_temperature: bool
+    calibration_folds: int
+    resize_to_checkpoint: bool
+    maml: MamlEvalSettings
+
+    # What each family's evaluation reads; the rest of the section does not change its results.
+    _COMMON = ("name", "benchmarks", "split", "mixture_over", "image_size", "ways", "shots", "queries", "episodes",
+               "seed", "calibrate_temperature", "calibration_folds", "resize_to_checkpoint")
+    _FAMILY = {"pt": ("pt_methods", "logreg_C"), "maml": ("maml",)}
+
+    def for_family(self, family: str) -> dict:
+        """The settings one family's evaluation depends on: a PT job's params do not change when a MAML
+        setting does, and the other way round (as a rerun trigger, exactly what it affects)."""
+        d = self.as_dict()
+        return {k: d[k] for k in self._COMMON + self._FAMILY[family]}
+
+    def view_spec(self) -> dict:
+        """The held-out view's spec, in the form of a train set's (build_view)."""
+        spec = {"kind": "eval", "benchmarks": list(self.benchmarks), "split": self.split,
+                "mixture_over": self.mixture_over}
+        if self.image_size is not None:
+            spec["image_size"] = self.image_size
+        return spec
+
+
+# -------------------------------------------------------------------------------------- report
+
+@dataclass(frozen=True)
+class ReportSettings(Settings):
+    SECTION = "report"
+
+    bootstrap: int
+    seed: int
+    pt_method: str
+    x_ci: str
+    dpi: int
+
+
+# ------------------------------------------------------------------------------------- compute
+
+@dataclass(frozen=True)
+class StageCompute(Settings):
+    """How one stage's jobs compute. `device` comes from ``compute.device``, the rest from the
+    stage's own entry; in a job, :meth:`from_job` reads them back from the job's resources."""
+
+    device: str
+    threads: int
+
+    def resources(self) -> dict:
+        """What a rule declares as `resources:` (everything but threads)."""
+        return {k: v for k, v in self.as_dict().items() if k != "threads"}
+
+    @classmethod
+    def from_job(cls, resources: Any, threads: int):
+        """The job's compute settings from Snakemake's `resources` (profiles may have overridden them)."""
+        values = {f.name: getattr(resources, f.name) for f in dataclasses.fields(cls) if f.name != "threads"}
+        return cls.build({**values, "threads": int(threads)}, "job resources")
+
+
+@dataclass(frozen=True)
+class TrainCompute(StageCompute):
+    pass
+
+
+@dataclass(frozen=True)
+class DiversityCompute(StageCompute):
+    task_batch: int
+    engine: str
+    exact_chunk_size: int
+
+
+@dataclass(frozen=True)
+class EvaluateCompute(StageCompute):
+    batch_size: int
+    maml_chunk_size: int
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    train: TrainCompute
+    diversity: DiversityCompute
+    evaluate: EvaluateCompute
+
+
+def compute_settings(compute: Mapping | None = None, where: str = "config compute") -> ComputeSettings:
+    """``compute:`` per stage, each with the global device."""
+    c = complete("compute", compute, where)
+    device = c.pop("device")
+    kinds = {"train": TrainCompute, "diversity": DiversityCompute, "evaluate": EvaluateCompute}
+    return ComputeSettings(**{stage: kind.build({"device": device, **c[stage]}, f"{where}.{stage}")
+                              for stage, kind in kinds.items()})
+
+
+# ------------------------------------------------------------------------------------ workflow
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    """Everything the rules read, built once from the validated config."""
+
+    seed: int
+    checkpoint_sheet: str
+    benchmarks: types.MappingProxyType
+    train_sets: types.MappingProxyType
+    training: TrainSettings
+    diversity: DiversitySettings
+    evaluation: EvaluationSettings
+    report: ReportSettings
+    compute: ComputeSettings
+    fetch: types.MappingProxyType
+
+
+def workflow_settings(config: Mapping, where: str = "config") -> WorkflowSettings:
+    """The one function that turns a (validated, default-filled) config into frozen settings."""
+    c = complete("", config, where)
+    return WorkflowSettings(
+        seed=c["seed"], checkpoint_sheet=c["checkpoint_sheet"],
+        benchmarks=types.MappingProxyType(canonical(c["benchmarks"])),
+        train_sets=types.MappingProxyType(canonical(c["train_sets"])),
+        training=TrainSettings.from_config(c["training"], f"{where}: training"),
+        diversity=DiversitySettings.from_config(c["diversity"], f"{where}: diversity"),
+        evaluation=EvaluationSettings.from_config(c["evaluation"], f"{where}: evaluation"),
+        report=ReportSettings.from_config(c["report"], f"{where}: report"),
+        compute=compute_settings(c["compute"], f"{where}: compute"),
+        fetch=types.MappingProxyType(canonical(c["fetch"])))
+
+
+def benchmark_spec(spec: Mapping, where: str = "config benchmarks") -> dict:
+    """A ``benchmarks:`` entry with the schema's defaults (glyph or published-files branch)."""
+    return complete("benchmarks.*", spec, where)
+
+
+def train_set_spec(spec: Mapping, where: str = "config train_sets") -> dict:
+    """A ``train_sets:`` entry with the schema's defaults."""
+    return complete("train_sets.*", spec, where)
+
+
+def reader_spec(spec: Mapping, where: str = "config benchmarks") -> dict:
+    """A published benchmark's reader options (its entry without `source` and `files`, as the
+    index rule passes it) with the schema's defaults."""
+    # The schema's branch for files-based benchmarks is chosen by `source`; any files source selects it.
+    stub = {"source": "file", "files": [{"name": "stub", "uri": "stub"}]}
+    full = complete("benchmarks.*", {**stub, **spec}, where)
+    return {k: v for k, v in full.items() if k not in stub}

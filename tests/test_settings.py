@@ -1,0 +1,143 @@
+"""The settings layer: the schema holds every default, classes match it, result vs compute; code versions."""
+import dataclasses
+import textwrap
+
+import pytest
+import yaml
+
+from divcoeff import settings as st
+from divcoeff.codeversion import code_version, module_closure
+from divcoeff.config import ConfigError
+
+SECTIONS = [st.TrainSettings, st.DiversitySettings, st.EvaluationSettings, st.ReportSettings]
+
+
+def all_settings_classes(cls):
+    yield cls
+    for f in dataclasses.fields(cls):
+        if isinstance(f.type, type) and issubclass(f.type, st.Settings):
+            yield from all_settings_classes(f.type)
+
+
+def test_every_settings_class_matches_its_schema_section_and_has_no_defaults_of_its_own():
+    for top in SECTIONS:
+        for cls in all_settings_classes(top):
+            props = set(st.subschema(cls.SECTION)["properties"])
+            fields = dataclasses.fields(cls)
+            assert {f.name for f in fields} == props, (cls.__name__, cls.SECTION)
+            # Defaults live in the schema only.
+            assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                       for f in fields), cls.__name__
+    stages = {"train": st.TrainCompute, "diversity": st.DiversityCompute, "evaluate": st.EvaluateCompute}
+    for stage, cls in stages.items():
+        props = set(st.subschema(f"compute.{stage}")["properties"]) | {"device"}
+        assert {f.name for f in dataclasses.fields(cls)} == props, stage
+
+
+def test_every_schema_key_of_a_stage_has_a_default_or_is_required_and_compute_keys_say_what_they_do():
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            here = f"{path}.{key}"
+            assert "default" in sub or key in node.get("required", []), f"{here}: no default and not required"
+            if sub.get("type") == "object":
+                walk(sub, here)
+    for section in ("training", "diversity", "evaluation", "report", "compute", "fetch"):
+        walk(st.subschema(section), section)
+    compute = st.subschema("compute")
+    assert compute["description"] and all(sub["properties"][k].get("description")
+                                          for sub in compute["properties"].values() if "properties" in sub
+                                          for k in sub["properties"])
+
+
+def test_partial_mappings_take_the_schemas_defaults(repo):
+    schema = yaml.safe_load((repo / "config/schemas/config.schema.yaml").read_text())
+    t = st.TrainSettings.from_config({"steps": 7})
+    assert t.steps == 7 and t.lr == schema["properties"]["training"]["properties"]["lr"]["default"]
+    assert t.maml.inner_steps == schema["properties"]["training"]["properties"]["maml"]["properties"][
+        "inner_steps"]["default"]
+    d = st.DiversitySettings.from_config({"method": "exact", "exact": {"label_draws": 0}})
+    assert d.exact.label_draws == 0 and d.exact.head_epochs == 10 and d.probe.weights == "imagenet"
+    assert d.head_epochs == 10 and isinstance(d.probe, st.ProbeSettings)
+    c = st.compute_settings({"device": "cpu", "evaluate": {"batch_size": 32}})
+    assert c.evaluate == st.EvaluateCompute(device="cpu", threads=1, batch_size=32, maml_chunk_size=0)
+    assert c.diversity.device == "cpu" and c.diversity.engine == "auto"
+    # Frozen, hashable, and as_dict round-trips.
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.steps = 8
+    assert st.TrainSettings.from_config(t.as_dict()) == t and hash(t)
+
+
+def test_bad_values_name_the_field():
+    with pytest.raises(ConfigError, match=r"training.*maml.ways: 'five' is not of type 'integer'"):
+        st.TrainSettings.from_config({"maml": {"ways": "five"}}, "config training")
+    with pytest.raises(ConfigError, match="compute.*'bogus' is not one of"):
+        st.compute_settings({"diversity": {"engine": "bogus"}})
+    with pytest.raises(ConfigError, match="'batch_size' was unexpected"):
+        st.EvaluationSettings.from_config({"name": "x", "benchmarks": ["b"], "batch_size": 64})
+
+
+def test_evaluation_params_split_by_family():
+    ev = st.EvaluationSettings.from_config({"name": "x", "benchmarks": ["b"], "logreg_C": 0.5})
+    pt, maml = ev.for_family("pt"), ev.for_family("maml")
+    assert pt["logreg_C"] == 0.5 and "maml" not in pt
+    assert "logreg_C" not in maml and maml["maml"]["inner_steps"] == ev.maml.inner_steps
+    assert pt["episodes"] == maml["episodes"] == ev.episodes
+
+
+def test_compute_settings_come_back_from_job_resources():
+    c = st.compute_settings({"evaluate": {"batch_size": 64}}).evaluate
+
+    class Resources:  # what Snakemake hands a script, after a profile's set-resources
+        device, batch_size, maml_chunk_size, mem_mb = "cpu", 1024, 4, 1000
+
+    assert c.resources() == {"device": "auto", "batch_size": 64, "maml_chunk_size": 0}
+    job = st.EvaluateCompute.from_job(Resources(), threads=3)
+    assert job == st.EvaluateCompute(device="cpu", threads=3, batch_size=1024, maml_chunk_size=4)
+
+
+# ----------------------------------------------------------------------------------- code versions
+
+def _package(tmp_path, files):
+    root = tmp_path / "divcoeff"
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+def test_code_version_follows_the_import_closure_and_ignores_docstrings(tmp_path):
+    files = {
+        "__init__.py": "",
+        "a.py": '"""A."""\nfrom divcoeff import b\n\ndef f():\n    """doc"""\n    return b.g() + 1\n',
+        "b.py": "from .sub import c\n\ndef g():\n    return c.h()\n",
+        "sub/__init__.py": "",
+        "sub/c.py": "def h():\n    return 2\n",
+        "unrelated.py": "X = 1\n",
+    }
+    root = _package(tmp_path, files)
+    assert sorted(module_closure("divcoeff.a", root=root)) == ["divcoeff", "divcoeff.a", "divcoeff.b",
+                                                               "divcoeff.sub", "divcoeff.sub.c"]
+    base = code_version.__wrapped__("divcoeff.a", root=root)
+    st_code = code_version.__wrapped__
+
+    def version_after(name, text):
+        tmp = tmp_path / f"v{len(list(tmp_path.iterdir()))}"
+        r = _package(tmp, {**files, name: text})
+        return st_code("divcoeff.a", root=r)
+
+    assert version_after("a.py", files["a.py"].replace('"""doc"""', '"""other words"""')) == base
+    assert version_after("a.py", "# a comment\n" + files["a.py"]) == base
+    assert version_after("unrelated.py", "X = 2\n") == base
+    assert version_after("sub/c.py", "def h():\n    return 3\n") != base      # two imports away
+    assert version_after("b.py", files["b.py"] + "\nY = 0\n") != base
+
+
+def test_every_rule_names_library_entries_that_exist():
+    from divcoeff.codeversion import RULE_ENTRIES, rule_code_versions
+
+    for rule, entries in RULE_ENTRIES.items():
+        closure = module_closure(*entries)
+        assert all(e in closure for e in entries), (rule, entries)
+    versions = rule_code_versions()
+    assert len(set(versions.values())) == len(versions)  # each rule's closure is its own
