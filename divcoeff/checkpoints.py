@@ -14,6 +14,9 @@ file's sheet row says to trust it:
    sheet column ``allow_pickle`` does. With ``allow_pickle=True`` (the explicit per-row opt-in)
    such a file is read with Python's unpickler, which runs code from it, and the log says so.
 
+Loaded weights and BatchNorm statistics must be finite: NaN or inf in any of them is an error
+naming the file and the key (such a model would be scored at chance, or fail later).
+
 Accepted layouts, tried in this order:
 
 * ours: a dict with ``format: "divcoeff-checkpoint/1"`` (written by :func:`save_checkpoint`):
@@ -355,7 +358,26 @@ def _load_strict(model: nn.Module, state: dict, path: Path, naming: str = "rfs")
         if tuple(v.shape) != tuple(expected[k].shape):
             raise CheckpointError(f"{path}: key {k!r}: shape {tuple(v.shape)} in the file, "
                                   f"expected {tuple(expected[k].shape)} for {arch}")
+    _check_finite(state, path)
     model.load_state_dict(state, strict=False)
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """NaN or inf in a weight or a BatchNorm statistic: an error naming the file and the key(s)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() or v.is_complex()
+           if not bool(torch.isfinite(v).all())]
+    if not bad:
+        return
+    v = state[bad[0]]
+    n_nan, n_inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
+    counts = " and ".join(c for c in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if c)
+    more = ""
+    if len(bad) > 1:
+        shown = ", ".join(repr(k) for k in bad[1:6]) + (", ..." if len(bad) > 6 else "")
+        more = f" (and {len(bad) - 1} more key{'s' if len(bad) > 2 else ''}: {shown})"
+    raise CheckpointError(f"{path}: key {bad[0]!r} holds non-finite values ({counts} of {v.numel()}){more}. "
+                          "A model with NaN/inf weights or BatchNorm statistics cannot be evaluated (its training "
+                          "diverged, or the file is damaged): retrain it, or fetch the file again")
 
 
 def _published_family(path: Path, meta: dict, family: str | None) -> str:

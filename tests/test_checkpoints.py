@@ -247,3 +247,29 @@ def test_garbage_bytes_give_a_clear_error_naming_the_file(tmp_path, content):
     with pytest.raises(CheckpointError, match=r"garbage\.pt: not a torch checkpoint: "):
         load_checkpoint(path)
 
+
+@pytest.mark.parametrize("key,value", [("layer2.0.conv1.weight", float("nan")), ("layer3.0.bn2.running_var", float("inf")),
+                                       ("cls.bias", float("-inf")), ("layer1.0.downsample.1.running_mean", float("nan"))])
+def test_non_finite_weights_are_refused_naming_file_and_key(tmp_path, key, value):
+    path = _save_broken(tmp_path, lambda s: s[key].view(-1).__setitem__(1, value))
+    numel = torch.Size(published_shapes(NARROW, 3, 5)[key]).numel()
+    kind = "NaN" if value != value else "inf"
+    _fails(path, f"key {key!r} holds non-finite values (1 {kind} of {numel}). ")
+
+
+def test_non_finite_values_in_several_keys_are_all_counted(tmp_path):
+    def edit(s):
+        s["layer1.0.bn1.running_mean"][:] = float("nan")
+        s["layer4.0.conv3.weight"].view(-1)[0] = float("inf")
+    path = _save_broken(tmp_path, edit)
+    _fails(path, "key 'layer1.0.bn1.running_mean' holds non-finite values (4 NaN of 4)",
+           "and 1 more key: 'layer4.0.conv3.weight'")
+
+
+def test_our_own_checkpoint_with_non_finite_statistics_is_refused(tmp_path):
+    model = ResNet12(NARROW, in_channels=1, num_classes=5)
+    with torch.no_grad():
+        model.layer2[0].bn3.running_var[2] = float("nan")
+    path = tmp_path / "ours.pt"
+    save_checkpoint(path, model, "pt", PRE)
+    _fails(path, "key 'layer2.0.bn3.running_var' holds non-finite values (1 NaN of 6)")
