@@ -152,7 +152,7 @@ def stand_in(module: str, name: str) -> type:
 
 
 def stand_in_name(obj: Any) -> str | None:
-    """The dotted name a stand-in (or a recorder, or a record) stands for, else None."""
+    """The dotted name a stand-in (or a recorder) stands for, else None."""
     if isinstance(obj, (_InertMeta, _RecorderMeta)):
         return obj.global_name
     return None
@@ -321,7 +321,8 @@ def _describe(head: bytes, size: int) -> str:
     except UnicodeDecodeError:
         snippet = None
     if snippet is not None and all(c.isprintable() or c in "\t\r\n" for c in snippet):
-        return f"a text file, starting {snippet.strip()[:40]!r} ({size:,} bytes; an error message sent instead of the file?)"
+        return (f"a text file, starting {snippet.strip()[:40]!r} ({size:,} bytes; an error message sent instead "
+                "of the file?)")
     return (f"unrecognised binary data ({size:,} bytes, starting {head[:8].hex(' ')}): neither a zip archive "
             "(torch.save's format) nor a pickle")
 

@@ -191,6 +191,9 @@ def _weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+PROTOCOL_4 = "uses pickle protocol 4 (opcode FRAME), which torch's restricted loader (weights_only=True) does not read"
+
+
 @pytest.mark.parametrize("how", ["torch-zip-protocol-4", "torch-legacy-protocol-4", "pickle.dump-protocol-4"])
 def test_files_torch_cannot_read_restricted_say_why_and_load_when_allowed(tmp_path, how, caplog):
     model = _trained_model(1)
@@ -198,10 +201,10 @@ def test_files_torch_cannot_read_restricted_say_why_and_load_when_allowed(tmp_pa
     payload = {"model_state_dict": _weights(model), "it": 7}
     if how == "torch-zip-protocol-4":
         torch.save(payload, path, pickle_protocol=4)
-        reason = "uses pickle protocol 4 (opcode FRAME), which torch's restricted loader (weights_only=True) does not read"
+        reason = PROTOCOL_4
     elif how == "torch-legacy-protocol-4":
         torch.save(payload, path, pickle_protocol=4, _use_new_zipfile_serialization=False)
-        reason = "uses pickle protocol 4 (opcode FRAME), which torch's restricted loader (weights_only=True) does not read"
+        reason = PROTOCOL_4
     else:
         path.write_bytes(pickle.dumps(payload, protocol=4))
         reason = "a plain Python pickle (written by pickle.dump, not torch.save)"
@@ -240,7 +243,8 @@ NOT_CHECKPOINTS = {
     "empty": (lambda tmp: b"", "the file is empty (0 bytes)"),
     "text": (lambda tmp: b'{"status": 403, "message": "Forbidden"}', "a text file, starting '{\"status\": 403"),
     "truncated-pickle": (lambda tmp: b"\x80\x02]q\x00(", "a pickle that ends before its end (truncated?)"),
-    "zip-of-other-things": (lambda tmp: _zip_bytes(tmp), "a zip archive without data.pkl (members: images/a.png, README)"),
+    "zip-of-other-things": (lambda tmp: _zip_bytes(tmp),
+                            "a zip archive without data.pkl (members: images/a.png, README)"),
 }
 
 

@@ -114,7 +114,8 @@ def test_pickle_carrying_file_is_refused_unless_allowed(tmp_path, caplog):
     path = tmp_path / "pickled.pt"
     state = random_state(published_shapes(NARROW, 3, 5))
     torch.save({"model_state_dict": state, "args_dict": argparse.Namespace(lr=np.float64(0.05), n_cls=5)}, path)
-    msg = _fails(path, "allow_pickle", "2 globals that are not plain data: 'numpy._core.multiarray.scalar', 'numpy.dtype'")
+    msg = _fails(path, "allow_pickle",
+                 "2 globals that are not plain data: 'numpy._core.multiarray.scalar', 'numpy.dtype'")
     assert "checkpoint sheet" in msg and "would run code" in msg
     with caplog.at_level(logging.WARNING):
         ck = load_checkpoint(path, family="pt", allow_pickle=True)
@@ -248,8 +249,10 @@ def test_garbage_bytes_give_a_clear_error_naming_the_file(tmp_path, content):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("key,value", [("layer2.0.conv1.weight", float("nan")), ("layer3.0.bn2.running_var", float("inf")),
-                                       ("cls.bias", float("-inf")), ("layer1.0.downsample.1.running_mean", float("nan"))])
+@pytest.mark.parametrize("key,value", [("layer2.0.conv1.weight", float("nan")),
+                                       ("layer3.0.bn2.running_var", float("inf")),
+                                       ("cls.bias", float("-inf")),
+                                       ("layer1.0.downsample.1.running_mean", float("nan"))])
 def test_non_finite_weights_are_refused_naming_file_and_key(tmp_path, key, value):
     path = _save_broken(tmp_path, lambda s: s[key].view(-1).__setitem__(1, value))
     numel = torch.Size(published_shapes(NARROW, 3, 5)[key]).numel()
