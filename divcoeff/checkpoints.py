@@ -210,6 +210,12 @@ def _torch_load(path: Path, allow_pickle: bool) -> Any:
 
 def _restricted_problem(scan: PickleScan) -> str | None:
     """Why the restricted load cannot read a scanned file, or None when it can try."""
+    if scan.kind == "TorchScript archive":
+        return ("a TorchScript archive (torch.jit.save), which holds code (its pickle names "
+                f"{len(scan.globals)} globals such as {scan.globals[0]!r}); torch's restricted loader "
+                "(weights_only=True) refuses it" if scan.globals else
+                "a TorchScript archive (torch.jit.save), which holds code; torch's restricted loader "
+                "(weights_only=True) refuses it")
     refused = refused_globals(scan.globals)
     if refused or scan.unresolved:
         listed = ", ".join(f"{g!r}{what_it_does(g)}" for g in refused)
@@ -225,9 +231,6 @@ def _restricted_problem(scan: PickleScan) -> str | None:
     if scan.kind == "plain pickle":
         return ("a plain Python pickle (written by pickle.dump, not torch.save), which torch's restricted loader "
                 "(weights_only=True) does not read")
-    if scan.kind == "TorchScript archive":
-        return ("a TorchScript archive (torch.jit.save), which holds code; torch's restricted loader "
-                "(weights_only=True) refuses it")
     return None
 
 

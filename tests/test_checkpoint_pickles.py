@@ -271,3 +271,18 @@ def test_damaged_data_in_a_checkpoint_is_named(tmp_path):
     msg = str(info.value)
     assert msg.startswith(f"{path}: a torch checkpoint (legacy format) whose data torch could not read"), msg
     assert "unexpected EOF" in msg and "fetch" in msg
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning",
+                            "ignore:'torch.load' received a zip file that looks like a TorchScript archive")
+def test_torchscript_archive_is_named_and_loads_when_allowed(tmp_path):
+    model = _trained_model(2)
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.trace(model, torch.randn(2, 3, 32, 32)), str(path))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, family="maml")
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: a TorchScript archive (torch.jit.save), which holds code"), msg
+    assert "allow_pickle" in msg
+    ck = load_checkpoint(path, family="maml", allow_pickle=True)
+    assert _outputs_equal(ck, model) and ck.meta["source_format"] == "module"
