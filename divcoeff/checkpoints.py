@@ -173,7 +173,7 @@ def _torch_load(path: Path, allow_pickle: bool) -> Any:
         scan = scan_checkpoint(path)
     except NotACheckpoint as e:
         raise CheckpointError(f"{path}: not a torch checkpoint: {e}. Check the uri and checksum of its row in the "
-                              "checkpoint sheet, then fetch it again") from None
+                              "checkpoint sheet, then fetch it again.") from None
     except OSError as e:
         raise CheckpointError(f"{path}: could not be read ({e})") from None
     problem = _restricted_problem(scan)
@@ -193,7 +193,7 @@ def _torch_load(path: Path, allow_pickle: bool) -> Any:
         except Exception as e:  # noqa: BLE001 - the pickle was read; its data (storages, zip records) was not
             raise CheckpointError(f"{path}: a torch checkpoint ({scan.kind}) whose data torch could not read "
                                   f"({type(e).__name__}: {_first_line(e)}); the file is damaged or incomplete: "
-                                  "fetch it again") from None
+                                  "fetch it again.") from None
     if not allow_pickle:
         raise CheckpointError(f"{path}: {problem}. If you trust the file and where it came from, set the column "
                               f"{ALLOW_PICKLE_OPTION!r} to true in its row of the checkpoint sheet.")
@@ -223,11 +223,11 @@ def _restricted_problem(scan: PickleScan) -> str | None:
         text = f"{n} global{'s' if n != 1 else ''} that {'are' if n != 1 else 'is'} not plain data: {listed}"
         if scan.unresolved:
             text += f"{'; and ' if n else ''}{scan.unresolved} whose names are computed while loading"
-        plain = (" It is a plain Python pickle (written by pickle.dump, not torch.save)."
+        plain = (". It is a plain Python pickle (written by pickle.dump, not torch.save)"
                  if scan.kind == "plain pickle" else "")
         return (f"refused: loading it would run code from the file: its pickle imports, and may call, {text}. "
-                f"(Admitted without trust: torch's tensor types, argparse.Namespace, pathlib paths, and class "
-                f"names from the packages {', '.join(STAND_IN_PACKAGES)} as inert stand-ins.){plain}")
+                f"Only torch's tensor types, argparse.Namespace, pathlib paths and class names from the packages "
+                f"{', '.join(STAND_IN_PACKAGES)} (as inert stand-ins) load without trust{plain}")
     if scan.kind == "plain pickle":
         return ("a plain Python pickle (written by pickle.dump, not torch.save), which torch's restricted loader "
                 "(weights_only=True) does not read")
@@ -242,7 +242,7 @@ def _weights_only_problem(scan: PickleScan, reason: str) -> str:
         name = op.name if op else f"{code}"
         return (f"uses pickle protocol {scan.protocol} (opcode {name}), which torch's restricted loader "
                 f"(weights_only=True) does not read: it was written with torch.save(..., pickle_protocol="
-                f"{scan.protocol}) or pickle.dump. Re-saving it with torch.save's default protocol 2 also fixes it")
+                f"{scan.protocol}) or pickle.dump; re-saving it with torch.save's default protocol 2 also fixes it")
     return f"torch's restricted loader (weights_only=True) refused it: {reason or 'no reason given'}"
 
 
@@ -380,7 +380,7 @@ def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
         more = f" (and {len(bad) - 1} more key{'s' if len(bad) > 2 else ''}: {shown})"
     raise CheckpointError(f"{path}: key {bad[0]!r} holds non-finite values ({counts} of {v.numel()}){more}. "
                           "A model with NaN/inf weights or BatchNorm statistics cannot be evaluated (its training "
-                          "diverged, or the file is damaged): retrain it, or fetch the file again")
+                          "diverged, or the file is damaged): retrain it, or fetch the file again.")
 
 
 def _published_family(path: Path, meta: dict, family: str | None) -> str:

@@ -46,7 +46,7 @@ _OBJECT_FLAGS = 0x01 | 0x02 | 0x04 | 0x10 | 0x20 | 0x40
 
 
 def _object_dtype_error(dt: Any) -> UnsafePickleError:
-    return UnsafePickleError(f"the pickle holds a numpy array of object dtype {dt!r}: its elements would be "
+    return UnsafePickleError(f"the pickle holds a numpy array of object dtype ({dt}): its elements would be "
                              "arbitrary Python objects, which this reader refuses (the benchmark files hold only "
                              "numeric and text arrays; is this the right file?)")
 
