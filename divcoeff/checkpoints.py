@@ -1,11 +1,21 @@
 """Checkpoint files: our own format, and the published ResNet-12 files (docs/formats.md section 4).
 
-One function reads them all, :func:`load_checkpoint`. It never runs code from a file:
-``torch.load(weights_only=True)`` first; a file that needs pickled Python objects (the
-published ones may carry an ``argparse.Namespace`` or other objects in ``args_dict``/``opt``)
-is refused with a message naming the file and the sheet column ``allow_pickle``, the explicit
-per-row opt-in. Only with ``allow_pickle=True`` is such a file loaded with
-``weights_only=False``, and the log says so.
+One function reads them all, :func:`load_checkpoint`. It never runs code from a file unless the
+file's sheet row says to trust it:
+
+1. The file is scanned without unpickling (:func:`divcoeff.unpickling.scan_checkpoint`): what it
+   is (torch zip, torch's legacy format, a plain pickle, TorchScript; or, if none of these, what
+   it looks like: empty, a truncated zip, an HTML page...) and every global its pickle names.
+2. If every global is admitted (torch's tensor types; ``argparse.Namespace``; ``pathlib`` paths;
+   classes of the authors' packages such as ``uutils`` as inert stand-ins, see
+   :mod:`divcoeff.unpickling`), it is read by ``torch.load(weights_only=True)`` with those extra
+   names allowlisted. The published ultimate-utils files load this way, without ultimate-utils.
+3. Otherwise it is refused with a message naming the file, every global it needs and what the
+   sheet column ``allow_pickle`` does. With ``allow_pickle=True`` (the explicit per-row opt-in)
+   such a file is read with Python's unpickler, which runs code from it, and the log says so.
+
+Loaded weights and BatchNorm statistics must be finite: NaN or inf in any of them is an error
+naming the file and the key (such a model would be scored at chance, or fail later).
 
 Accepted layouts, tried in this order:
 
@@ -35,9 +45,11 @@ import argparse
 import logging
 import os
 import pickle
+import pickletools
 import re
+import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Mapping
 
 import torch
@@ -47,6 +59,10 @@ from divcoeff.data.views import convert_images
 from divcoeff.io import atomic_path
 from divcoeff.models.keymaps import to_rfs_names
 from divcoeff.models.resnet12 import ResNet12
+from divcoeff.unpickling import (STAND_IN_PACKAGES, TRUSTING_PICKLE_MODULE, WEIGHTS_ONLY_LOCK, InertGlobalUsed,
+                                 InertRecord, NotACheckpoint, PickleScan, load_plain_pickle_trusting,
+                                 refused_globals, scan_checkpoint, stand_in_name, weights_only_allowlist,
+                                 what_it_does)
 
 log = logging.getLogger(__name__)
 
@@ -149,34 +165,95 @@ def load_checkpoint(path: str | os.PathLike, *, family: str | None = None, allow
 
 
 def _torch_load(path: Path, allow_pickle: bool) -> Any:
+    """The unpickled file: restricted (torch's weights_only loader plus our admitted globals), or,
+    for a file that needs more and whose sheet row trusts it, Python's unpickler."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        detail = _weights_only_reason(str(e))
-        if "Unsupported" not in detail:
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({detail}); "
-                                  "the file may be truncated or corrupt") from None
-        if not allow_pickle:
-            raise CheckpointError(
-                f"{path}: needs pickled Python objects to load ({detail}). Loading it would run code "
-                f"from the file, so it is refused. If you trust the file, set the column {ALLOW_PICKLE_OPTION!r} "
-                "to true in its row of the checkpoint sheet.") from None
-    except Exception as e:  # noqa: BLE001 - garbage bytes make the unpickler fail in many ways (IndexError, ...)
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e}); "
-                              "the file may be truncated or corrupt") from None
-    log.warning("%s: loading with pickle (torch.load weights_only=False) because its sheet row sets "
-                "%s: true; this runs code from the file", path, ALLOW_PICKLE_OPTION)
+        scan = scan_checkpoint(path)
+    except NotACheckpoint as e:
+        raise CheckpointError(f"{path}: not a torch checkpoint: {e}. Check the uri and checksum of its row in the "
+                              "checkpoint sheet, then fetch it again.") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: could not be read ({e})") from None
+    problem = _restricted_problem(scan)
+    if problem is None:
+        try:
+            with WEIGHTS_ONLY_LOCK, torch.serialization.safe_globals(weights_only_allowlist(scan.globals)), \
+                    warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")  # our message says it
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except InertGlobalUsed as e:
+            what = (f"builds an object of class {e.global_name!r}" if "built" in e.action
+                    else f"calls {e.global_name!r}" if e.action == "called" else f"sets state on {e.global_name!r}")
+            problem = (f"refused: the file {what}, not only a reference to it; that would run code from the "
+                       f"package {e.global_name.split('.')[0]!r}, which is never imported here")
+        except pickle.UnpicklingError as e:
+            problem = _weights_only_problem(scan, _weights_only_reason(str(e)))
+        except Exception as e:  # noqa: BLE001 - the pickle was read; its data (storages, zip records) was not
+            raise CheckpointError(f"{path}: a torch checkpoint ({scan.kind}) whose data torch could not read "
+                                  f"({type(e).__name__}: {_first_line(e)}); the file is damaged or incomplete: "
+                                  "fetch it again.") from None
+    if not allow_pickle:
+        raise CheckpointError(f"{path}: {problem}. If you trust the file and where it came from, set the column "
+                              f"{ALLOW_PICKLE_OPTION!r} to true in its row of the checkpoint sheet.")
+    log.warning("%s: loading with Python's unpickler, which runs code from the file, because its sheet row sets "
+                "%s: true (%s)", path, ALLOW_PICKLE_OPTION, problem)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        if scan.kind == "plain pickle":
+            return load_plain_pickle_trusting(path)
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=TRUSTING_PICKLE_MODULE)
     except Exception as e:  # noqa: BLE001 - any failure of an unpickler is the file's fault
-        raise CheckpointError(f"{path}: could not be loaded even with pickle ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: could not be loaded even with {ALLOW_PICKLE_OPTION}: true "
+                              f"({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _restricted_problem(scan: PickleScan) -> str | None:
+    """Why the restricted load cannot read a scanned file, or None when it can try."""
+    if scan.kind == "TorchScript archive":
+        return ("a TorchScript archive (torch.jit.save), which holds code (its pickle names "
+                f"{len(scan.globals)} globals such as {scan.globals[0]!r}); torch's restricted loader "
+                "(weights_only=True) refuses it" if scan.globals else
+                "a TorchScript archive (torch.jit.save), which holds code; torch's restricted loader "
+                "(weights_only=True) refuses it")
+    refused = refused_globals(scan.globals)
+    if refused or scan.unresolved:
+        listed = ", ".join(f"{g!r}{what_it_does(g)}" for g in refused)
+        n = len(refused)
+        text = f"{n} global{'s' if n != 1 else ''} that {'are' if n != 1 else 'is'} not plain data: {listed}"
+        if scan.unresolved:
+            text += f"{'; and ' if n else ''}{scan.unresolved} whose names are computed while loading"
+        plain = (". It is a plain Python pickle (written by pickle.dump, not torch.save)"
+                 if scan.kind == "plain pickle" else "")
+        return (f"refused: loading it would run code from the file: its pickle imports, and may call, {text}. "
+                f"Only torch's tensor types, argparse.Namespace, pathlib paths and class names from the packages "
+                f"{', '.join(STAND_IN_PACKAGES)} (as inert stand-ins) load without trust{plain}")
+    if scan.kind == "plain pickle":
+        return ("a plain Python pickle (written by pickle.dump, not torch.save), which torch's restricted loader "
+                "(weights_only=True) does not read")
+    return None
+
+
+def _weights_only_problem(scan: PickleScan, reason: str) -> str:
+    m = re.search(r"Unsupported operand (\d+)", reason)
+    if m:
+        code = int(m.group(1))
+        op = pickletools.code2op.get(chr(code)) if code < 256 else None
+        name = op.name if op else f"{code}"
+        return (f"uses pickle protocol {scan.protocol} (opcode {name}), which torch's restricted loader "
+                f"(weights_only=True) does not read: it was written with torch.save(..., pickle_protocol="
+                f"{scan.protocol}) or pickle.dump; re-saving it with torch.save's default protocol 2 also fixes it")
+    return f"torch's restricted loader (weights_only=True) refused it: {reason or 'no reason given'}"
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else "no message"
 
 
 def _weights_only_reason(message: str) -> str:
     """The one informative line of torch's weights_only error (e.g. 'Unsupported global: ...')."""
-    m = re.search(r"WeightsUnpickler error: ([^\n]*)", message)
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", message)
     line = m.group(1) if m else message.strip().splitlines()[0]
     line = re.sub(r"\x1b\[[0-9;]*m", "", line)
     return line.split(" Please use")[0].strip()
@@ -284,7 +361,26 @@ def _load_strict(model: nn.Module, state: dict, path: Path, naming: str = "rfs")
         if tuple(v.shape) != tuple(expected[k].shape):
             raise CheckpointError(f"{path}: key {k!r}: shape {tuple(v.shape)} in the file, "
                                   f"expected {tuple(expected[k].shape)} for {arch}")
+    _check_finite(state, path)
     model.load_state_dict(state, strict=False)
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """NaN or inf in a weight or a BatchNorm statistic: an error naming the file and the key(s)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() or v.is_complex()
+           if not bool(torch.isfinite(v).all())]
+    if not bad:
+        return
+    v = state[bad[0]]
+    n_nan, n_inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
+    counts = " and ".join(c for c in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if c)
+    more = ""
+    if len(bad) > 1:
+        shown = ", ".join(repr(k) for k in bad[1:6]) + (", ..." if len(bad) > 6 else "")
+        more = f" (and {len(bad) - 1} more key{'s' if len(bad) > 2 else ''}: {shown})"
+    raise CheckpointError(f"{path}: key {bad[0]!r} holds non-finite values ({counts} of {v.numel()}){more}. "
+                          "A model with NaN/inf weights or BatchNorm statistics cannot be evaluated (its training "
+                          "diverged, or the file is damaged): retrain it, or fetch the file again.")
 
 
 def _published_family(path: Path, meta: dict, family: str | None) -> str:
@@ -306,6 +402,12 @@ def _plain(v: Any, depth: int = 0) -> Any:
     """Metadata as plain values (JSON-like); Namespaces become dicts, other objects their repr."""
     if isinstance(v, argparse.Namespace):
         v = vars(v)
+    elif isinstance(v, InertRecord):
+        v = v.as_dict()
+    elif isinstance(v, PurePath):
+        return str(v)
+    elif stand_in_name(v) is not None:
+        return stand_in_name(v)
     if v is None or isinstance(v, (str, bool, int, float)):
         return v
     if isinstance(v, torch.Tensor):

@@ -130,6 +130,70 @@ def test_pickles_that_would_run_code_are_refused(tmp_path):
         load_data_pickle(objects)
 
 
+class _NdarrayCall:
+    """Pickles as a direct call numpy.ndarray(shape, dtype): what the object-dtype check did not see."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def __reduce__(self):
+        return (np.ndarray, ((1,), self.dtype))
+
+
+@pytest.mark.parametrize("dtype", ["O", [("a", "u1"), ("b", "O")]], ids=["object", "struct-with-object"])
+def test_object_arrays_built_by_calling_ndarray_are_refused(tmp_path, dtype):
+    path = tmp_path / "mini-imagenet-cache-test.pkl"
+    path.write_bytes(pickle.dumps({"image_data": _NdarrayCall(dtype), "class_dict": {}}, protocol=2))
+    with pytest.raises(UnsafePickleError) as info:
+        load_data_pickle(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: ") and "object dtype" in msg and "arbitrary Python objects" in msg, msg
+
+
+def _dtype_with_forged_flags_pickle() -> bytes:
+    """A bytes dtype whose pickled state claims it holds Python objects (flags=1), then an array of it.
+
+    numpy applies the state as given, so an array of this dtype would read its raw bytes as object
+    pointers. The bytes here are zeros (NULL pointers, harmless) so that an unguarded loader fails the
+    test instead of crashing it."""
+    p = pickle
+    s = lambda text: p.BINUNICODE + len(text).to_bytes(4, "little") + text.encode()  # noqa: E731
+    dtype = (p.GLOBAL + b"numpy\ndtype\n" + s("S8") + p.NEWFALSE + p.NEWTRUE + p.TUPLE3 + p.REDUCE
+             + p.MARK + p.BININT1 + b"\x03" + s("|") + p.NONE + p.NONE + p.NONE
+             + p.BININT + (8).to_bytes(4, "little") + p.BININT + (1).to_bytes(4, "little")
+             + p.BININT1 + b"\x01" + p.TUPLE + p.BUILD)
+    array = (p.GLOBAL + b"numpy._core.multiarray\n_reconstruct\n" + p.GLOBAL + b"numpy\nndarray\n"
+             + p.BININT1 + b"\x00" + p.TUPLE1 + p.SHORT_BINBYTES + b"\x01b" + p.TUPLE3 + p.REDUCE
+             + p.MARK + p.BININT1 + b"\x01" + p.BININT1 + b"\x01" + p.TUPLE1 + dtype + p.NEWFALSE
+             + p.SHORT_BINBYTES + b"\x08" + bytes(8) + p.TUPLE + p.BUILD)
+    return p.PROTO + b"\x03" + array + p.STOP
+
+
+def test_dtype_state_that_claims_objects_is_refused(tmp_path):
+    raw = _dtype_with_forged_flags_pickle()
+    assert pickle.loads(raw).dtype.hasobject  # what numpy's own unpickler makes of it
+    path = tmp_path / "forged.pkl"
+    path.write_bytes(raw)
+    with pytest.raises(UnsafePickleError) as info:
+        load_data_pickle(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: ") and "dtype state" in msg and "Python objects" in msg, msg
+
+
+def test_unpickler_sets_no_attributes_on_what_it_resolves(tmp_path):
+    """BUILD on a resolved global (here what `numpy.dtype` resolves to) would change it for the whole process."""
+    from divcoeff.readers import safe_pickle
+
+    before = {k: getattr(v, "__qualname__", None) for k, v in safe_pickle._ALLOWED.items()}
+    path = tmp_path / "build.pkl"
+    path.write_bytes(pickle.PROTO + b"\x02" + pickle.GLOBAL + b"numpy\ndtype\n" + pickle.NONE + pickle.EMPTY_DICT
+                     + pickle.SHORT_BINUNICODE + b"\x0c__qualname__" + pickle.SHORT_BINUNICODE + b"\x06hacked"
+                     + pickle.SETITEM + pickle.TUPLE2 + pickle.BUILD + pickle.STOP)
+    with pytest.raises(UnsafePickleError, match=r"build\.pkl: the pickle sets state on "):
+        load_data_pickle(path)
+    assert {k: getattr(v, "__qualname__", None) for k, v in safe_pickle._ALLOWED.items()} == before
+
+
 # --- CIFAR-FS and FC100 zips ----------------------------------------------------------------
 def test_cifar_fs_zip(tmp_path):
     members, truth = {}, {}
