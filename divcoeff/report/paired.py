@@ -109,7 +109,7 @@ def paired_bootstrap(low, high, *, n_boot: int = 2000, rng: np.random.Generator 
                                    ci_method=bootstrap_method(n_boot, level), note="no resamples")
     rng = rng if rng is not None else np.random.default_rng(0)
     diffs = []
-    chunk = max(1, 4_000_000 // max(n_ep, 1))
+    chunk = max(1, 1_000_000 // max(n_ep, 1))   # a few (chunk, episodes) arrays of 8 MB at a time
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
         w_low = _multiplicities(n_low, b, rng) / n_low
