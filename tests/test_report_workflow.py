@@ -60,7 +60,7 @@ def test_report_rules_and_html_report(repo, tmp_path):
     assert len(table) == 12 and set(table["method"]) == {"logreg", "proto", "maml"}
     for t in targets:
         assert (tmp_path / t).stat().st_size > 1000, t
-    assert "pt (logreg), n = 4: r = +" in (tmp_path / "logs" / "report" / "plot_accuracy.log").read_text()
+    assert "PT (logreg): r = +" in (tmp_path / "logs" / "report" / "plot_accuracy.log").read_text()
 
     snakemake(tmp_path, "--report", "report.html", *targets)
     html = (tmp_path / "report.html").read_text(encoding="utf-8")

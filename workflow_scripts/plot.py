@@ -1,12 +1,19 @@
-"""Rule plot: one scatter plot of diversity vs a metric, from results/summary.tsv, as PNG, PDF and SVG."""
+"""Rule plot: one scatter plot of diversity vs a metric, from results/summary.tsv, as PNG, PDF and SVG.
+
+snakemake.input.tsv           results/summary.tsv
+snakemake.input.correlation   results/correlation.tsv (optional): the plot prints the same figures and
+                              fails if they differ from those it recomputes (a stale file)
+snakemake.params.master_seed, .report (the report: settings, divcoeff.settings.ReportSettings)
+snakemake.wildcards.metric    accuracy | loss | loss_calibrated
+"""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from divcoeff.logs import log_to
-from divcoeff.report.plots import close, save_figure, scatter_plot
-from divcoeff.report.stats import format_correlation
+from divcoeff.report.design import read_correlation
+from divcoeff.report.plots import close, family_stats_line, family_label, save_figure, scatter_plot, METRIC_AXES
 from divcoeff.report.summary import read_summary
 from divcoeff.seeding import derive_seed
 from divcoeff.settings import ReportSettings
@@ -15,12 +22,13 @@ with log_to(snakemake.log[0]) as log:
     p = snakemake.params
     report = ReportSettings.from_config(p.report)
     metric = snakemake.wildcards.metric
-    plot = scatter_plot(read_summary(snakemake.input.tsv), metric, preferred_methods={"pt": report.pt_method},
-                        x_ci=report.x_ci, n_boot=report.bootstrap, seed=derive_seed(p.master_seed, "report", report.seed))
-    for family, res in plot.families.items():
-        log.info("%s (%s), n = %d: %s; %s; fit %s", family, res.method, res.n,
-                 format_correlation(res.pearson, "r", 3), format_correlation(res.spearman, "rho", 3),
-                 "none" if res.fit is None else f"slope {res.fit.slope:.4g}, intercept {res.fit.intercept:.4g}")
+    corr_path = getattr(snakemake.input, "correlation", None)
+    correlations = read_correlation(corr_path) if corr_path else None
+    plot = scatter_plot(read_summary(snakemake.input.tsv), metric, pt_method=report.pt_method, x_ci=report.x_ci,
+                        n_boot=report.bootstrap, seed=derive_seed(p.master_seed, "report", report.seed),
+                        correlations=correlations)
+    for i, (family, res) in enumerate(plot.families.items()):
+        log.info("%s", family_stats_line(family_label(family, res.method, i), res.fit, METRIC_AXES[metric].unit))
     out = snakemake.output
     save_figure(plot.figure, {"png": out.png, "pdf": out.pdf, "svg": out.svg}, dpi=report.dpi)
     close(plot)

@@ -3,6 +3,10 @@ least-squares fit with its 95% confidence band.
 
 Everything here is plain numpy/scipy (the report env has no torch) and vectorised: the
 bootstrap resamples all draws at once, so 2,000 resamples of a dozen points take milliseconds.
+
+These treat the points as independent. With seeds nested in training sets they are not: the
+report's own statistics (correlation.tsv, the plots) come from `divcoeff.report.design`, whose
+bootstrap resamples training sets and then the seeds inside them.
 """
 from __future__ import annotations
 

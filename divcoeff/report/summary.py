@@ -1,11 +1,30 @@
 """The summary table: one row per checkpoint x evaluation method (docs/formats.md section 7).
 
-It joins three sources: the checkpoint sheet (name, family, arch, train_set), the evaluation
-JSON of each checkpoint (section 6) and the diversity JSON of its training set (section 5).
-Every value is checked on the way in, so a malformed result file fails here with its path and
-field named instead of turning into a silent gap in a plot.
+It joins three sources: the checkpoint list of the summarize rule (name, family, arch,
+train_set, level, replicate, role), the evaluation JSON of each checkpoint (section 6) and the
+diversity JSON of its training set (section 5). Every value is checked on the way in, so a
+malformed result file fails here with its path and field named instead of turning into a
+silent gap in a plot.
 
-Units: accuracy is a fraction in [0, 1] (as in the evaluation JSON); losses are in nats.
+Columns (`COLUMNS`, in this order):
+- checkpoint, family (pt | maml), arch; role: `trained`, or `control` (an untrained network of
+  the same architecture, evaluated like the others; it has no training set, so its level,
+  replicate and every diversity column are empty);
+- train_set; level: the training set's diversity level, a text label ("1", "2", "4", ...);
+  replicate: the training seed's index inside the training set (empty for downloaded
+  checkpoints); method: the evaluation method of the row (logreg | proto | maml);
+- diversity, diversity_ci_pairs_t_lo/hi (published t-interval over task pairs, too narrow),
+  diversity_ci_bootstrap_lo/hi (bootstrap over tasks), vendi, tasks; noise_floor: the mean
+  distance between two embeddings of one task under two seeds, the coefficient's own noise
+  (0 for the exact Fisher, empty where not measured);
+- accuracy / loss / loss_calibrated _mean, _lo, _hi: mean over the held-out episodes and its
+  95% t-interval over episodes;
+- final_train_loss, final_train_acc, train_steps: the training run's mean loss and accuracy
+  over its last 10% of steps and its number of steps (empty for downloaded checkpoints and
+  controls);
+- n_episodes, ways, shots, queries, probe, diversity_method, diversity_seed, eval_seed.
+
+Units: accuracies are fractions in [0, 1] (as in the evaluation JSON); losses are in nats.
 """
 from __future__ import annotations
 
@@ -21,16 +40,24 @@ from divcoeff.io import atomic_path, read_json
 
 METRICS = ("accuracy", "loss", "loss_calibrated")
 
-COLUMNS = [
-    "checkpoint", "family", "arch", "train_set", "method",
+ROLES = ("trained", "control")
+DIVERSITY_COLUMNS = [
     "diversity", "diversity_ci_pairs_t_lo", "diversity_ci_pairs_t_hi",
-    "diversity_ci_bootstrap_lo", "diversity_ci_bootstrap_hi", "vendi", "tasks",
+    "diversity_ci_bootstrap_lo", "diversity_ci_bootstrap_hi", "vendi", "tasks", "noise_floor",
+    "probe", "diversity_method", "diversity_seed",
+]
+COLUMNS = [
+    "checkpoint", "family", "arch", "role", "train_set", "level", "replicate", "method",
+    "diversity", "diversity_ci_pairs_t_lo", "diversity_ci_pairs_t_hi",
+    "diversity_ci_bootstrap_lo", "diversity_ci_bootstrap_hi", "vendi", "tasks", "noise_floor",
     *[f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")],
+    "final_train_loss", "final_train_acc", "train_steps",
     "n_episodes", "ways", "shots", "queries",
     "probe", "diversity_method", "diversity_seed", "eval_seed",
 ]
-INT_COLUMNS = ["tasks", "n_episodes", "ways", "shots", "queries", "diversity_seed", "eval_seed"]
-TEXT_COLUMNS = ["checkpoint", "family", "arch", "train_set", "method", "probe", "diversity_method"]
+INT_COLUMNS = ["replicate", "tasks", "train_steps", "n_episodes", "ways", "shots", "queries", "diversity_seed",
+               "eval_seed"]
+TEXT_COLUMNS = ["checkpoint", "family", "arch", "role", "train_set", "level", "method", "probe", "diversity_method"]
 
 _EPISODE_SEED = re.compile(r"-seed(\d+)\.json$")
 
@@ -89,10 +116,40 @@ def diversity_fields(doc: Mapping, train_set: str, where: str) -> dict:
         "diversity_ci_bootstrap_lo": boot[0], "diversity_ci_bootstrap_hi": boot[1],
         "vendi": _number(doc, "vendi", where, optional=True),
         "tasks": int(_number(doc, "tasks", where)),
+        "noise_floor": _noise_floor(doc, where),
         "probe": probe_label(doc.get("probe")),
         "diversity_method": str(doc.get("method", "")),
         "diversity_seed": _optional_int(doc, "seed", where),
     }
+
+
+def _noise_floor(doc: Mapping, where: str) -> float:
+    value = _number(doc, "noise_floor", where, optional=True)  # absent or null: not measured
+    if not (math.isnan(value) or (math.isfinite(value) and value >= 0.0)):
+        raise ResultFileError(f"{where}: field 'noise_floor': {value} is not a distance >= 0")
+    return value
+
+
+def training_fields(doc: Mapping, where: str) -> dict:
+    """final_train_loss, final_train_acc, train_steps from the evaluation JSON's `training` field
+    (null, or absent in files from before it existed: all empty)."""
+    training = doc.get("training")
+    if training is None:
+        return {"final_train_loss": math.nan, "final_train_acc": math.nan, "train_steps": None}
+    if not isinstance(training, Mapping):
+        raise ResultFileError(f"{where}: field 'training': expected {{final_loss, final_accuracy, steps}} or null, "
+                              f"got {training!r}")
+    twhere = f"{where}: training"
+    loss = _number(training, "final_loss", twhere, optional=True)
+    acc = _number(training, "final_accuracy", twhere, optional=True)
+    if not (math.isnan(loss) or (math.isfinite(loss) and loss >= 0.0)):
+        raise ResultFileError(f"{twhere}.final_loss: {loss} is not a loss >= 0")
+    if not (math.isnan(acc) or 0.0 <= acc <= 1.0):
+        raise ResultFileError(f"{twhere}.final_accuracy: {acc} is not a fraction in [0, 1]")
+    steps = training.get("steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+        raise ResultFileError(f"{twhere}.steps: expected a whole number >= 0 or null, got {steps!r}")
+    return {"final_train_loss": loss, "final_train_acc": acc, "train_steps": steps}
 
 
 def eval_seed(doc: Mapping) -> int | None:
@@ -107,7 +164,12 @@ def eval_rows(doc: Mapping, checkpoint: Mapping, where: str) -> list[dict]:
     """One dict per evaluation method of one evaluation JSON, checked against the sheet row."""
     name = checkpoint["name"]
     for key in ("checkpoint", "family", "train_set"):
-        expected = name if key == "checkpoint" else checkpoint[key]
+        expected = name if key == "checkpoint" else checkpoint.get(key)
+        if key == "train_set" and not expected:  # a control: no training set, in the sheet or the file
+            if doc.get(key) not in (None, ""):
+                raise ResultFileError(f"{where}: field 'train_set' is {doc.get(key)!r}, but checkpoint {name!r} is "
+                                      "a control (no training set)")
+            continue
         if doc.get(key) is not None and doc.get(key) != expected:
             raise ResultFileError(f"{where}: field {key!r} is {doc.get(key)!r}, but the checkpoint sheet says "
                                   f"{expected!r} for checkpoint {name!r}")
@@ -118,6 +180,7 @@ def eval_rows(doc: Mapping, checkpoint: Mapping, where: str) -> list[dict]:
         "n_episodes": int(_number(doc, "n_episodes", where)),
         **{k: _optional_int(doc, k, where) for k in ("ways", "shots", "queries")},
         "eval_seed": eval_seed(doc),
+        **training_fields(doc, where),
     }
     rows = []
     for method, metrics in methods.items():
@@ -141,26 +204,102 @@ def eval_rows(doc: Mapping, checkpoint: Mapping, where: str) -> list[dict]:
     return rows
 
 
+class DesignError(ValueError):
+    """A checkpoint list that contradicts the study's design (a control with a training set, two
+    checkpoints claiming one seed, one training set at two levels); the message names them."""
+
+
+def design_fields(checkpoint: Mapping) -> dict:
+    """role, train_set, level, replicate of one checkpoint of the summarize rule's list, checked.
+
+    Missing keys take the values of a trained checkpoint outside the level design (role
+    trained, no level, no replicate), so a list from before the design still joins.
+    """
+    name = checkpoint.get("name")
+    where = f"checkpoint {name!r}"
+    role = checkpoint.get("role") or "trained"
+    if role not in ROLES:
+        raise DesignError(f"{where}: role {role!r} is not one of {', '.join(ROLES)}")
+    train_set = checkpoint.get("train_set") or ""
+    level = checkpoint.get("level")
+    if isinstance(level, bool) or not (level is None or isinstance(level, (str, int, float))):
+        raise DesignError(f"{where}: level {level!r}: expected a text label such as '4', or None")
+    if isinstance(level, float) and level.is_integer():
+        level = int(level)
+    level = "" if level is None else str(level).strip()
+    replicate = checkpoint.get("replicate")
+    if replicate is not None and (isinstance(replicate, bool) or not isinstance(replicate, int) or replicate < 0):
+        raise DesignError(f"{where}: replicate {replicate!r}: expected a seed index >= 0, or None")
+    if role == "control":
+        extra = [k for k, v in (("train_set", train_set), ("level", level), ("diversity", checkpoint.get("diversity")))
+                 if v not in (None, "")]
+        if extra:
+            raise DesignError(f"{where} is a control (an untrained network) but has {', '.join(extra)}: a control has "
+                              "no training set, level or diversity")
+    elif not train_set:
+        raise DesignError(f"{where}: a trained checkpoint needs a train_set")
+    return {"role": role, "train_set": train_set, "level": level, "replicate": replicate}
+
+
+def check_design(checkpoints: Iterable[Mapping]) -> None:
+    """Across checkpoints: each name once, each training set at one level, each (family, training
+    set, replicate) once (two checkpoints with one seed would count one replicate twice)."""
+    names, levels, seeds = {}, {}, {}
+    for ck in checkpoints:
+        name = ck["name"]
+        if name in names:
+            raise DesignError(f"checkpoint {name!r} is listed twice")
+        names[name] = True
+        d = design_fields(ck)
+        if d["role"] != "trained":
+            continue
+        ts = d["train_set"]
+        first = levels.setdefault(ts, (d["level"], name))
+        if first[0] != d["level"]:
+            raise DesignError(f"training set {ts!r} has level {first[0]!r} for checkpoint {first[1]!r} but "
+                              f"{d['level']!r} for {name!r}: a training set belongs to one level")
+        if d["replicate"] is not None:
+            key = (ck["family"], ts, d["replicate"])
+            if key in seeds:
+                raise DesignError(f"checkpoints {seeds[key]!r} and {name!r} are both replicate {d['replicate']} of "
+                                  f"{ck['family']} on training set {ts!r}")
+            seeds[key] = name
+
+
 def summary_table(checkpoints: Iterable[Mapping], evals: Mapping[str, Mapping], diversities: Mapping[str, Mapping],
                   sources: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Join sheet rows, evaluation documents (by checkpoint name) and diversity documents (by train set).
+    """Join checkpoint rows, evaluation documents (by checkpoint name) and diversity documents (by train set).
 
-    `checkpoints`: mappings with name, family, arch, train_set (the sheet's columns).
-    `sources`: optional file path per checkpoint name / train set, used only in error messages.
-    Rows keep the sheet's order, then the evaluation JSON's method order.
+    `checkpoints`: mappings with name, family, arch, train_set and the design keys role, level,
+    replicate (see `design_fields`). Controls need no diversity document: their diversity
+    columns are empty. `sources`: optional file path per checkpoint name / train set, used only
+    in error messages. Rows keep the list's order, then the evaluation JSON's method order.
     """
     sources = sources or {}
+    checkpoints = list(checkpoints)
+    check_design(checkpoints)
+    empty_diversity = {c: (None if c in INT_COLUMNS else "" if c in TEXT_COLUMNS else math.nan)
+                       for c in DIVERSITY_COLUMNS}
     rows = []
     for ck in checkpoints:
-        name, ts = ck["name"], ck["train_set"]
+        name = ck["name"]
+        design = design_fields(ck)
+        ts = design["train_set"]
         if name not in evals:
             raise ResultFileError(f"no evaluation result for checkpoint {name!r} (expected results/eval/{name}.json)")
-        if ts not in diversities:
-            raise ResultFileError(f"no diversity result for train set {ts!r} of checkpoint {name!r} "
-                                  f"(expected results/diversity/{ts}.json)")
-        div = diversity_fields(diversities[ts], ts, sources.get(ts, f"diversity of {ts}"))
-        base = {"checkpoint": name, "family": ck["family"], "arch": ck["arch"], "train_set": ts}
-        for row in eval_rows(evals[name], ck, sources.get(name, f"evaluation of {name}")):
+        if design["role"] == "control":
+            div = empty_diversity
+        else:
+            if ts not in diversities:
+                raise ResultFileError(f"no diversity result for train set {ts!r} of checkpoint {name!r} "
+                                      f"(expected results/diversity/{ts}.json)")
+            div = diversity_fields(diversities[ts], ts, sources.get(ts, f"diversity of {ts}"))
+        base = {"checkpoint": name, "family": ck["family"], "arch": ck["arch"], **design}
+        where = sources.get(name, f"evaluation of {name}")
+        for row in eval_rows(evals[name], {**ck, "train_set": ts}, where):
+            if design["role"] == "control" and row["train_steps"]:
+                raise ResultFileError(f"{where}: training.steps is {row['train_steps']}, but checkpoint {name!r} is a "
+                                      "control (an untrained network)")
             rows.append({**base, **div, **row})
     table = pd.DataFrame(rows, columns=COLUMNS)
     for c in INT_COLUMNS:
@@ -175,6 +314,16 @@ def build_summary(checkpoints: Iterable[Mapping], eval_paths: Mapping[str, str |
     divs = {k: read_json(p) for k, p in diversity_paths.items()}
     sources = {**{k: str(p) for k, p in eval_paths.items()}, **{k: str(p) for k, p in diversity_paths.items()}}
     return summary_table(checkpoints, evals, divs, sources)
+
+
+def result_paths(checkpoints: Iterable[Mapping]) -> tuple[dict[str, str], dict[str, str]]:
+    """(checkpoint name -> eval JSON, train set -> diversity JSON) from the summarize rule's list;
+    controls have no diversity file."""
+    checkpoints = list(checkpoints)
+    evals = {c["name"]: c["eval"] for c in checkpoints}
+    divs = {c["train_set"]: c["diversity"] for c in checkpoints
+            if (c.get("role") or "trained") != "control" and c.get("train_set")}
+    return evals, divs
 
 
 def write_summary(table: pd.DataFrame, path: str | Path) -> None:
