@@ -108,9 +108,11 @@ RULE_ENTRIES = {
     "sample_episodes": ("divcoeff.data.episodes",),
     "train_checkpoint": ("divcoeff.training.run",),
     "diversity": ("divcoeff.diversity",),
+    "train_probe": ("divcoeff.training.probe",),
     "evaluate": ("divcoeff.fewshot", "divcoeff.checkpoints"),
     "summarize": ("divcoeff.report.summary",),
-    "plot": ("divcoeff.report.plots",),
+    "statistics": ("divcoeff.report.design", "divcoeff.report.paired"),
+    "plot": ("divcoeff.report.plots", "divcoeff.report.design"),
 }
 
 

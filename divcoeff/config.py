@@ -10,14 +10,18 @@ from __future__ import annotations
 import copy
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jsonschema
 import pandas as pd
 import yaml
 
-SHEET_COLUMNS = ["name", "family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle"]
+SHEET_COLUMNS = ["name", "family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle", "replicates"]
+MADE_HERE = ("train", "init")  # sources the workflow makes itself: one checkpoint per replicate
 _BOOL = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "": False}
+
+
+RESERVED_VIEW = "probe-pool"  # the view a pool-pretrained probe learns from (rules/common.smk)
 
 
 class ConfigError(ValueError):
@@ -82,7 +86,19 @@ def validate_config(config: dict, schema_path: str | Path, source: str = "config
     if config["evaluation"]["name"] in config["train_sets"]:
         raise ConfigError(f"{source}: evaluation.name {config['evaluation']['name']!r} is also a train set name; "
                           "the held-out view needs a name of its own")
+    for name in (*config["train_sets"], config["evaluation"]["name"]):
+        if name == RESERVED_VIEW:
+            raise ConfigError(f"{source}: the view name {RESERVED_VIEW!r} is reserved for the probe's pool "
+                              "(diversity.probe.weights: pool); rename the train set or the evaluation")
     return config
+
+
+def _parse_int(value: str, where: str) -> int | str:
+    """An integer cell; anything else is left as text for the schema to name."""
+    try:
+        return int(value.strip())
+    except ValueError:
+        return value
 
 
 def _parse_bool(value: str, where: str) -> bool:
@@ -114,6 +130,8 @@ def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.Da
         row: dict[str, Any] = {k: (v or "").strip() for k, v in raw.items() if v is not None}
         if "allow_pickle" in row:
             row["allow_pickle"] = _parse_bool(row["allow_pickle"], f"{where}: field 'allow_pickle'")
+        if row.get("replicates", "") != "":
+            row["replicates"] = _parse_int(row["replicates"], f"{where}: field 'replicates'")
         row = {k: v for k, v in row.items() if not (v == "" and k not in ("uri", "checksum"))}
         try:
             check_against_schema(row, schema, where)
@@ -125,9 +143,10 @@ def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.Da
         if row["train_set"] not in config["train_sets"]:
             raise ConfigError(f"{where}: field 'train_set': {row['train_set']!r} is not a train set of the config "
                               f"(known: {', '.join(config['train_sets'])})")
-        if row["source"] == "train" and row["uri"]:
-            raise ConfigError(f"{where}: field 'uri': must be empty for source 'train' (the workflow makes the file)")
-        if row["source"] != "train" and not row["uri"]:
+        if row["source"] in MADE_HERE and row["uri"]:
+            raise ConfigError(f"{where}: field 'uri': must be empty for source {row['source']!r} "
+                              "(the workflow makes the file)")
+        if row["source"] not in MADE_HERE and not row["uri"]:
             raise ConfigError(f"{where}: field 'uri': required for source {row['source']!r}")
         if row["source"] == "url" and not row["checksum"]:
             raise ConfigError(f"{where}: field 'checksum': required for source 'url' (md5:... or sha256:...)")
@@ -135,3 +154,35 @@ def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.Da
     if not rows:
         raise ConfigError(f"{path}: no checkpoint rows")
     return pd.DataFrame(rows, columns=SHEET_COLUMNS).set_index("name", drop=False)
+
+
+CHECKPOINT_COLUMNS = ["name", "row", "family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle",
+                      "replicate", "role"]
+
+
+def expand_sheet(sheet: pd.DataFrame, replicates: Mapping[str, int], where: str = "checkpoint sheet") -> pd.DataFrame:
+    """One row per checkpoint the workflow evaluates: a train/init sheet row stands for its
+    replicates, ``<name>-r0``, ``<name>-r1``, ... (its own `replicates` cell, else
+    ``replicates[family]``, ``replicates['control']`` for init rows); a fetched row is one
+    checkpoint. Columns: CHECKPOINT_COLUMNS (`row` is the sheet row's name, `replicate` the seed
+    index or None, `role` 'control' for init rows, else 'trained'). Raising a row's replicates
+    adds checkpoints and leaves the others' names, hence seeds and files, as they are."""
+    out, seen = [], {}
+    for name, row in sheet.iterrows():
+        base = {k: row[k] for k in ("family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle")}
+        base["allow_pickle"] = bool(base["allow_pickle"]) if not pd.isna(base["allow_pickle"]) else False
+        role = "control" if row["source"] == "init" else "trained"
+        if row["source"] in MADE_HERE:
+            n = row["replicates"]
+            n = int(n) if n is not None and not pd.isna(n) else int(replicates["control" if role == "control"
+                                                                            else row["family"]])
+            names = [(f"{name}-r{k}", k) for k in range(n)]
+        else:
+            names = [(name, None)]
+        for ck, k in names:
+            if ck.lower() in seen:
+                raise ConfigError(f"{where}: checkpoint {ck!r} (row {name!r}) has the name of {seen[ck.lower()]!r}; "
+                                  "rename one of the rows")
+            seen[ck.lower()] = ck
+            out.append({"name": ck, "row": name, **base, "replicate": k, "role": role})
+    return pd.DataFrame(out, columns=CHECKPOINT_COLUMNS).set_index("name", drop=False)

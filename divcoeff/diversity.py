@@ -123,10 +123,26 @@ def task_images(view: View, episodes: Episodes, ids: Sequence[int], size: int, c
     return images.view(k, -1, *images.shape[1:]), torch.from_numpy(np.stack(labels)).long()
 
 
+def paired_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Normalised cosine distance between a[i] and b[i] for every i (the same task embedded twice)."""
+    return np.array([normalized_cosine_distances(np.stack([x, y]))[0, 1] for x, y in zip(a, b)])
+
+
+def noise_floor(emb: np.ndarray, again: np.ndarray) -> dict:
+    """The measurement's own noise: the mean distance between two embeddings of each of the first
+    tasks, the second drawn with the task's random streams redrawn (probe and head init fixed, as
+    they are for every task of a run). The exact method with exact label expectation and an
+    untrained head draws nothing at random, so it is 0 there."""
+    d = paired_distances(emb[:len(again)], again)
+    return {"noise_floor": float(d.mean()), "noise_floor_sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+            "noise_floor_tasks": int(len(d))}
+
+
 def diversity_of_episodes(view: View, episodes: Episodes, probe: Probe, settings: Task2VecSettings, seed: int,
                           tasks: int, bootstrap: int, device: torch.device | str = "cpu",
-                          progress: bool = True) -> tuple[dict, np.ndarray]:
-    """Embed the first `tasks` episodes and summarise; returns (result fields, embeddings (T, D))."""
+                          progress: bool = True, noise_floor_tasks: int = 0) -> tuple[dict, np.ndarray]:
+    """Embed the first `tasks` episodes and summarise; returns (result fields, embeddings (T, D)).
+    With `noise_floor_tasks` > 0, the first ones are embedded a second time for the noise floor."""
     if episodes.n_episodes < tasks:
         raise ValueError(f"episode file of view {view.name!r} has {episodes.n_episodes} episodes, "
                          f"diversity.tasks asks for {tasks}")
@@ -134,11 +150,22 @@ def diversity_of_episodes(view: View, episodes: Episodes, probe: Probe, settings
         raise ValueError("diversity.tasks: the coefficient needs at least 2 tasks")
     ids = list(range(tasks))
     t0 = time.perf_counter()
-    emb = embed_tasks(probe, lambda b: task_images(view, episodes, b, probe.image_size, probe.channels), ids,
-                      seed, settings, device, progress)
+
+    def load(b):
+        return task_images(view, episodes, b, probe.image_size, probe.channels)
+
+    emb = embed_tasks(probe, load, ids, seed, settings, device, progress)
     seconds = time.perf_counter() - t0
     rng = numpy_rng(seed, "bootstrap")
     summary = coefficient_summary(emb, bootstrap, rng)
+    m = min(int(noise_floor_tasks), tasks)
+    if m > 0:
+        again = embed_tasks(probe, load, ids[:m], seed, settings, device, progress, replica=1)
+        summary.update(noise_floor(emb, again))
+        log.info("%s: noise floor %.4g (mean distance between two embeddings of the same task, %d tasks)",
+                 view.name, summary["noise_floor"], m)
+    else:
+        summary.update({"noise_floor": None, "noise_floor_sd": None, "noise_floor_tasks": 0})
     summary.update({"embedding_dim": int(emb.shape[1]), "tasks": tasks, "embed_seconds": seconds,
                     "seconds_per_task": seconds / tasks})
     log.info("%s: coefficient %.4f (bootstrap CI %s), Vendi %.2f, %.2f s/task", view.name,
@@ -170,7 +197,7 @@ def run_diversity(train_set: str, view_tsv: str, episodes_path: str, out_json: s
     seed = derive_seed(master_seed, div.seed, "diversity-tasks")
     t0 = time.perf_counter()
     summary, emb = diversity_of_episodes(view, episodes, probe, settings, seed, div.tasks, div.bootstrap, device,
-                                         progress)
+                                         progress, noise_floor_tasks=div.noise_floor_tasks)
     result = {"train_set": train_set, "method": div.method, "probe": probe.description,
               "tasks": div.tasks, "seed": div.seed, "master_seed": int(master_seed),
               "episodes": str(episodes_path), "ways": episodes.ways, "shots": episodes.shots,

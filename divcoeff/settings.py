@@ -139,6 +139,15 @@ class MamlTrainSettings(Settings):
 
 
 @dataclass(frozen=True)
+class ReplicateSettings(Settings):
+    SECTION = "training.replicates"
+
+    pt: int
+    maml: int
+    control: int
+
+
+@dataclass(frozen=True)
 class TrainSettings(Settings):
     """``training:`` What is held fixed across training sets and families: architecture
     (widths, drop_rate, dropblock_size), optimiser (Adam lr, weight_decay), steps and
@@ -156,6 +165,7 @@ class TrainSettings(Settings):
     lr: float
     weight_decay: float
     seed: int
+    replicates: ReplicateSettings
     maml: MamlTrainSettings
 
     def check(self, where: str) -> None:
@@ -167,12 +177,35 @@ class TrainSettings(Settings):
                 f"(maml.shots + maml.queries) = {m.meta_batch} * {m.ways} * ({m.shots} + {m.queries}) = {per_step} "
                 "images per step; make them equal so that PT and MAML see the same number of images")
 
+    def checkpoint_params(self) -> dict:
+        """What one checkpoint's training depends on: everything but the number of replicates
+        (raising it adds checkpoints and must not retrain the others)."""
+        d = self.as_dict()
+        del d["replicates"]
+        return d
+
+    def architecture_params(self) -> dict:
+        """What an untrained control depends on: the network and the seed key, not the optimiser."""
+        return {k: v for k, v in self.as_dict().items() if k in ("arch", "widths", "drop_rate", "dropblock_size", "seed")}
+
     @property
     def model_kwargs(self) -> dict:
         return {"widths": self.widths, "drop_rate": self.drop_rate, "dropblock_size": self.dropblock_size}
 
 
 # ----------------------------------------------------------------------------------- diversity
+
+@dataclass(frozen=True)
+class ProbePoolSettings(Settings):
+    SECTION = "diversity.probe.pool"
+
+    benchmarks: tuple[str, ...]
+    split: str
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+
 
 @dataclass(frozen=True)
 class ProbeSettings(Settings):
@@ -183,6 +216,11 @@ class ProbeSettings(Settings):
     weights: str
     image_size: int
     checkpoint: str | None
+    pool: ProbePoolSettings
+
+    @property
+    def pretrained_here(self) -> bool:
+        return self.kind == "torchvision" and self.weights == "pool"
 
 
 @dataclass(frozen=True)
@@ -221,6 +259,7 @@ class DiversitySettings(Settings):
     faithful: FaithfulSettings
     exact: ExactSettings
     bootstrap: int
+    noise_floor_tasks: int
 
     @property
     def head_epochs(self) -> int:
@@ -341,13 +380,14 @@ class ComputeSettings:
     train: TrainCompute
     diversity: DiversityCompute
     evaluate: EvaluateCompute
+    probe: TrainCompute
 
 
 def compute_settings(compute: Mapping | None = None, where: str = "config compute") -> ComputeSettings:
     """``compute:`` per stage, each with the global device."""
     c = complete("compute", compute, where)
     device = c.pop("device")
-    kinds = {"train": TrainCompute, "diversity": DiversityCompute, "evaluate": EvaluateCompute}
+    kinds = {"train": TrainCompute, "diversity": DiversityCompute, "evaluate": EvaluateCompute, "probe": TrainCompute}
     return ComputeSettings(**{stage: kind.build({"device": device, **c[stage]}, f"{where}.{stage}")
                               for stage, kind in kinds.items()})
 

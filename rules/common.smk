@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)  # the divcoeff library, also inside conda envs
 
 from divcoeff.codeversion import rule_code_versions
-from divcoeff.config import load_sheet, validate_config
+from divcoeff.config import MADE_HERE, expand_sheet, load_sheet, validate_config
 from divcoeff.settings import SCHEMA_PATH, workflow_settings
 
 CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
@@ -29,11 +29,15 @@ def _in_workflow(path):
 SHEET = load_sheet(
     _in_workflow(S.checkpoint_sheet), Path(workflow.basedir, "config/schemas/checkpoints.schema.yaml"), config
 )
+# One row per checkpoint: a train/init sheet row stands for its replicates <name>-r<k>.
+CKPTS = expand_sheet(SHEET, S.training.replicates.as_dict(), S.checkpoint_sheet)
 
 EVAL = S.evaluation
 DIV = S.diversity
 TRAIN_SETS = list(S.train_sets)
-VIEWS = TRAIN_SETS + [EVAL.name]
+# The view a pool-pretrained probe learns from (diversity.probe.weights: pool), when there is one.
+PROBE_POOL = "probe-pool" if DIV.probe.pretrained_here else None
+VIEWS = TRAIN_SETS + [EVAL.name] + ([PROBE_POOL] if PROBE_POOL else [])
 # Final targets; each stage's file adds its own.
 ALL_TARGETS = []
 
@@ -62,10 +66,25 @@ def dataset_files(benchmark):
 
 
 def view_spec(view):
-    """The config entry a view is built from: a train set, or the evaluation set."""
+    """The config entry a view is built from: a train set, or the evaluation set. A train set's
+    `level` is a label for the statistics, not part of the data."""
     if view == EVAL.name:
         return EVAL.view_spec()
-    return {"kind": "train", **S.train_sets[view]}
+    if view == PROBE_POOL:
+        pool = DIV.probe.pool
+        benchmarks = list(pool.benchmarks) or list(dict.fromkeys(b for t in S.train_sets.values()
+                                                                for b in t["benchmarks"]))
+        return {"kind": "probe", "benchmarks": benchmarks, "split": pool.split, "domains": "all"}
+    return {"kind": "train", **{k: v for k, v in S.train_sets[view].items() if k != "level"}}
+
+
+def train_set_level(train_set):
+    """The diversity level of a training set: its `level`, else its `domains` (k or all)."""
+    spec = S.train_sets[train_set]
+    if spec["level"] is not None:
+        return str(spec["level"])
+    domains = spec["domains"]
+    return str(len(domains)) if isinstance(domains, list) else str(domains)
 
 
 def view_inputs(wildcards):
@@ -92,13 +111,15 @@ def diversity_episodes_file(train_set):
 
 
 def checkpoint_file(name):
-    """Trained checkpoints are results; downloaded ones are resources."""
-    if SHEET.loc[name, "source"] == "train":
+    """Checkpoints made here (trained, or the untrained control) are results; downloaded ones are resources."""
+    if CKPTS.loc[name, "source"] in MADE_HERE:
         return f"results/checkpoints/{name}.pt"
     return f"resources/checkpoints/{name}.pt"
 
 
 # --- diversity stage helpers ---
+PROBE_FILE = "results/probe/probe.pt"
+
 def diversity_inputs(wildcards):
     """A train set's view and diversity episodes, and the probe's checkpoint when the probe is one."""
     files = {
@@ -109,10 +130,12 @@ def diversity_inputs(wildcards):
     probe = DIV.probe
     if probe.kind == "checkpoint":
         name = probe.checkpoint
-        if name not in SHEET.index:
-            raise ValueError(f"{CONFIG_SOURCE}: diversity.probe.checkpoint: {name!r} is not a row of "
-                             f"{S.checkpoint_sheet}")
+        if name not in CKPTS.index:
+            raise ValueError(f"{CONFIG_SOURCE}: diversity.probe.checkpoint: {name!r} is not a checkpoint of "
+                             f"{S.checkpoint_sheet} (replicates of a row are <row>-r0, <row>-r1, ...)")
         files["probe_checkpoint"] = checkpoint_file(name)
+    elif DIV.probe.pretrained_here:
+        files["probe_checkpoint"] = PROBE_FILE
     return files
 
 
@@ -128,28 +151,38 @@ def report_figures():
 
 
 def report_checkpoints():
-    """The sheet rows the summary joins, each with the paths of its evaluation and diversity JSON
-    (docs/formats.md sections 5 and 6). Passed as a param, so a changed sheet redraws the report."""
-    return [
-        {
+    """The checkpoints the summary joins, with their place in the design (level, replicate, role)
+    and the paths of their evaluation and diversity JSON (docs/formats.md sections 5 and 6).
+    Passed as a param, so a changed sheet redraws the report. Controls have no training set
+    in the statistics (their train_set only gave them BatchNorm statistics)."""
+    out = []
+    for name, row in CKPTS.iterrows():
+        control = row["role"] == "control"
+        out.append({
             "name": name,
             "family": row["family"],
             "arch": row["arch"],
-            "train_set": row["train_set"],
+            "train_set": "" if control else row["train_set"],
+            "level": None if control else train_set_level(row["train_set"]),
+            "replicate": None if row["replicate"] is None or _eval_pd.isna(row["replicate"]) else int(row["replicate"]),
+            "role": row["role"],
             "eval": f"results/eval/{name}.json",
-            "diversity": f"results/diversity/{row['train_set']}.json",
-        }
-        for name, row in SHEET.iterrows()
-    ]
+            "diversity": None if control else f"results/diversity/{row['train_set']}.json",
+        })
+    return out
 
 
 def report_eval_files(wildcards):
     return [c["eval"] for c in report_checkpoints()]
 
 
+def report_npz_files(wildcards):
+    return [c["eval"].replace(".json", ".npz") for c in report_checkpoints()]
+
+
 def report_diversity_files(wildcards):
-    """One diversity JSON per training set that some checkpoint was trained on."""
-    return list(dict.fromkeys(c["diversity"] for c in report_checkpoints()))
+    """One diversity JSON per training set that some trained checkpoint was trained on."""
+    return list(dict.fromkeys(c["diversity"] for c in report_checkpoints() if c["diversity"]))
 
 
 # --- benchmarks stage helpers ---
@@ -191,27 +224,27 @@ BENCHMARK_FILE_NAMES_RE = _alternatives(sorted({n for b in FETCHED_BENCHMARKS fo
 
 
 # --- fetch stage helpers ---
-# Sheet rows the workflow downloads or copies rather than trains.
-FETCHED_CHECKPOINTS = [n for n in SHEET.index if SHEET.loc[n, "source"] != "train"]
+# Checkpoints the workflow downloads or copies rather than makes.
+FETCHED_CHECKPOINTS = [n for n in CKPTS.index if CKPTS.loc[n, "source"] not in MADE_HERE]
 FETCHED_CHECKPOINTS_RE = _alternatives(FETCHED_CHECKPOINTS)
 
 
 def fetched_checkpoint_input(wildcards):
     """A `file` row's local path is an input: editing that file makes the copy out of date."""
-    if SHEET.loc[wildcards.name, "source"] == "file":
-        return {"local": SHEET.loc[wildcards.name, "uri"]}
+    if CKPTS.loc[wildcards.name, "source"] == "file":
+        return {"local": CKPTS.loc[wildcards.name, "uri"]}
     return {}
 
 
 # --- train stage helpers ---
-# Sheet rows the workflow trains itself (source: train).
-TRAINED_CHECKPOINTS = [n for n in SHEET.index if SHEET.loc[n, "source"] == "train"]
+# Checkpoints the workflow makes itself: trained (source train) or untrained controls (init).
+TRAINED_CHECKPOINTS = [n for n in CKPTS.index if CKPTS.loc[n, "source"] in MADE_HERE]
 TRAINED_CHECKPOINTS_RE = _alternatives(TRAINED_CHECKPOINTS)
 
 
 def train_view_files(wildcards):
     """The view of the checkpoint's training set (docs/formats.md section 2)."""
-    view = SHEET.loc[wildcards.name, "train_set"]
+    view = CKPTS.loc[wildcards.name, "train_set"]
     return {"tsv": f"results/views/{view}.tsv", "meta": f"results/views/{view}.json"}
 
 
@@ -219,7 +252,7 @@ def train_view_files(wildcards):
 import pandas as _eval_pd
 
 # Every sheet row is evaluated on the one held-out episode file.
-EVALUATED_CHECKPOINTS_RE = _alternatives(SHEET.index)
+EVALUATED_CHECKPOINTS_RE = _alternatives(CKPTS.index)
 
 
 def evaluate_inputs(wildcards):
@@ -234,11 +267,11 @@ def evaluate_inputs(wildcards):
 
 def evaluate_sheet_row(wildcards):
     """What the evaluation needs from the checkpoint's sheet row."""
-    row = SHEET.loc[wildcards.name]
-    allow = row.get("allow_pickle")
+    row = CKPTS.loc[wildcards.name]
     return {
         "name": wildcards.name,
         "family": row["family"],
         "train_set": row["train_set"],
-        "allow_pickle": False if _eval_pd.isna(allow) else bool(allow),
+        "role": row["role"],
+        "allow_pickle": bool(row["allow_pickle"]),
     }

@@ -56,6 +56,8 @@ rule build_view:
         spec=lambda w: view_spec(w.view),
         seed=S.seed,
         min_ways=MIN_WAYS,
+        # Training sets: every component must offer more than one distinct diversity task.
+        task_shape=lambda w: [DIV.ways, DIV.shots + DIV.queries] if w.view in TRAIN_SETS else None,
         code=CODE["build_view"],
     wildcard_constraints:
         view=_alternatives(VIEWS),

@@ -11,7 +11,7 @@ rule evaluate:
         npz="results/eval/{name}.npz",
     params:
         row=evaluate_sheet_row,
-        evaluation=lambda w: EVAL.for_family(SHEET.loc[w.name, "family"]),
+        evaluation=lambda w: EVAL.for_family(CKPTS.loc[w.name, "family"]),
         code=CODE["evaluate"],
     wildcard_constraints:
         name=EVALUATED_CHECKPOINTS_RE,
@@ -29,4 +29,4 @@ rule evaluate:
         "../workflow_scripts/evaluate.py"
 
 
-ALL_TARGETS.extend(expand("results/eval/{name}.json", name=SHEET.index))
+ALL_TARGETS.extend(expand("results/eval/{name}.json", name=CKPTS.index))

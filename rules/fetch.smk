@@ -15,9 +15,9 @@ rule fetch_checkpoint:
         checkpoint="resources/checkpoints/{name}.pt",
         provenance="resources/checkpoints/{name}.pt.provenance.json",
     params:
-        source=lambda w: SHEET.loc[w.name, "source"],
-        uri=lambda w: SHEET.loc[w.name, "uri"],
-        checksum=lambda w: SHEET.loc[w.name, "checksum"],
+        source=lambda w: CKPTS.loc[w.name, "source"],
+        uri=lambda w: CKPTS.loc[w.name, "uri"],
+        checksum=lambda w: CKPTS.loc[w.name, "checksum"],
     wildcard_constraints:
         name=FETCHED_CHECKPOINTS_RE,
     cache: "omit-software"

@@ -1,6 +1,8 @@
 # Train stage: the sheet rows with source `train` - a PT or MAML ResNet-12 on the view of their
 # training set, with the architecture, optimiser, steps and images per step of `training:`
-# held fixed, so that across training sets only the data differs (divcoeff.training).
+# held fixed, so that across training sets only the data differs (divcoeff.training) - and the
+# controls (source `init`): the same network untrained, its BatchNorm statistics taken from the
+# train set's images. One job per replicate (<row>-r<k>), each with its own seed.
 # GPU: profiles give this rule `resources: gpu=1`; without a GPU it runs on the CPU.
 
 
@@ -10,10 +12,12 @@ rule train_checkpoint:
     output:
         checkpoint="results/checkpoints/{name}.pt",
     params:
-        family=lambda w: SHEET.loc[w.name, "family"],
-        train_set=lambda w: SHEET.loc[w.name, "train_set"],
-        train_set_spec=lambda w: dict(S.train_sets[SHEET.loc[w.name, "train_set"]]),
-        training=S.training.as_dict(),
+        family=lambda w: CKPTS.loc[w.name, "family"],
+        train_set=lambda w: CKPTS.loc[w.name, "train_set"],
+        source=lambda w: CKPTS.loc[w.name, "source"],
+        train_set_spec=lambda w: view_spec(CKPTS.loc[w.name, "train_set"]),
+        training=lambda w: S.training.checkpoint_params() if CKPTS.loc[w.name, "source"] == "train"
+        else S.training.architecture_params(),
         master_seed=S.seed,
         code=CODE["train_checkpoint"],
     wildcard_constraints:

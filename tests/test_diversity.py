@@ -118,3 +118,28 @@ def test_run_diversity_writes_contract_files(make_view, tmp_path):
     emb = np.load(tmp_path / "d.npy", allow_pickle=False)
     assert emb.dtype == np.float32 and emb.shape == (3, 9600)
     assert written["coefficient"] == pytest.approx(upper_pairs(normalized_cosine_distances(emb)).mean())
+
+
+def test_noise_floor_is_zero_for_the_exact_method_and_positive_for_the_published_one(make_view, probe):
+    """The coefficient's own noise: the same task embedded with its random draws redrawn. The exact
+    Fisher with exact label expectation and the untrained shared head draws nothing: 0. The
+    published Monte-Carlo Fisher (sampled labels, resampled batches, a trained head) does not."""
+    view = make_view(domains="all")
+    eps = sample_episodes(view, ways=5, shots=2, queries=2, n=3, seed=0)
+    exact = Task2VecSettings(method="exact", **SMALL)
+    s, emb = diversity_of_episodes(view, eps, probe, exact, seed=3, tasks=3, bootstrap=0, progress=False,
+                                   noise_floor_tasks=2)
+    assert s["noise_floor"] == 0.0 and s["noise_floor_tasks"] == 2
+    # Sampled labels are random draws: the floor is no longer 0 but stays below the distances
+    # between different tasks.
+    sampled = Task2VecSettings(method="exact", **{**SMALL, "label_draws": 1})
+    s, emb = diversity_of_episodes(view, eps, probe, sampled, seed=3, tasks=3, bootstrap=0, progress=False,
+                                   noise_floor_tasks=3)
+    assert 0 < s["noise_floor"] < s["coefficient"], (s["noise_floor"], s["coefficient"])
+    faithful = Task2VecSettings(method="faithful", **{**SMALL, "head_epochs": 1, "epoch_images": 64,
+                                                       "batch_size": 16})
+    s, _ = diversity_of_episodes(view, eps, probe, faithful, seed=3, tasks=2, bootstrap=0, progress=False,
+                                 noise_floor_tasks=1)
+    assert s["noise_floor"] > 0 and s["noise_floor_tasks"] == 1
+    s, _ = diversity_of_episodes(view, eps, probe, exact, seed=3, tasks=2, bootstrap=0, progress=False)
+    assert s["noise_floor"] is None and s["noise_floor_tasks"] == 0

@@ -41,7 +41,8 @@ def test_summarize_then_statistics(summarized, tmp_path):
     out = {"correlation": str(tmp_path / "results" / "correlation.tsv"),
            "paired": str(tmp_path / "results" / "paired_comparison.tsv")}
     npz = list(design_npz_paths(rows).values())           # the control's file too: it is not used
-    log = run_script("statistics", tmp_path, input={"tsv": str(tsv), "npz": npz}, output=out, params=PARAMS)
+    log = run_script("statistics", tmp_path, input={"tsv": str(tsv), "npz": npz}, output=out,
+                     params={**PARAMS, "metrics": ["accuracy", "loss_calibrated"]})
     corr = read_correlation(out["correlation"])
     assert list(corr.columns) == CORRELATION_COLUMNS and len(corr) == 4
     # the seed the rule derives: the same numbers as the library with that seed
@@ -53,7 +54,8 @@ def test_summarize_then_statistics(summarized, tmp_path):
 
     missing = [p for p in npz if Path(p).stem != "maml-glyphs-L2-d0-s1"]
     with pytest.raises(FileNotFoundError, match="maml-glyphs-L2-d0-s1"):
-        run_script("statistics", tmp_path, input={"tsv": str(tsv), "npz": missing}, output=out, params=PARAMS)
+        run_script("statistics", tmp_path, input={"tsv": str(tsv), "npz": missing}, output=out,
+                   params={**PARAMS, "metrics": ["accuracy", "loss_calibrated"]})
 
 
 def test_plot_with_and_without_correlation_tsv(summarized, tmp_path):

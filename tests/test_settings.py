@@ -28,7 +28,8 @@ def test_every_settings_class_matches_its_schema_section_and_has_no_defaults_of_
             # Defaults live in the schema only.
             assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                        for f in fields), cls.__name__
-    stages = {"train": st.TrainCompute, "diversity": st.DiversityCompute, "evaluate": st.EvaluateCompute}
+    stages = {"train": st.TrainCompute, "diversity": st.DiversityCompute, "evaluate": st.EvaluateCompute,
+              "probe": st.TrainCompute}
     for stage, cls in stages.items():
         props = set(st.subschema(f"compute.{stage}")["properties"]) | {"device"}
         assert {f.name for f in dataclasses.fields(cls)} == props, stage

@@ -99,3 +99,21 @@ def test_all_domains_with_a_budget_larger_than_any_one_domain(tmp_path, dataset)
     # 4 domains of 10 training classes; 20 classes must come from 4 domains x 5, not fail
     v = _view(tmp_path, dataset, "all20", split="train", domains="all", classes=20, images_per_class=8)
     assert v.n_classes == 20 and len(v.meta["components"]) == 4
+
+
+def test_a_degenerate_level_is_refused_with_a_clear_error(tmp_path):
+    """3 domains x 5 classes of 10 images: with 5-way tasks of all 10 images, each domain offers
+    one task only; with 5+4 images per class there are 10 per class, so tasks can differ."""
+    from divcoeff.data.views import ViewError
+
+    ds_dir = tmp_path / "data" / "synth"
+    synthetic_dataset(ds_dir, n_domains=3, classes_per_domain=10, images_per_class=10, test_fraction=0.5)
+    ds = IndexedDataset.load(ds_dir)
+    spec = {"benchmarks": ["synth"], "domains": "all", "classes": 15}
+    with pytest.raises(ViewError, match=r"degenerate: component 'synth/dom0' holds 5 classes of at most 10 images.*"
+                                        r"5 classes x 10 images"):
+        build_view("all-15", spec, {"synth": ds}, seed=0, task_shape=(5, 10))
+    table, _ = build_view("all-15", spec, {"synth": ds}, seed=0, task_shape=(5, 9))
+    assert table["component"].nunique() == 3
+    table, _ = build_view("one-5", {**spec, "domains": 1, "classes": 5}, {"synth": ds}, seed=0, task_shape=(4, 10))
+    assert table["label"].nunique() == 5

@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from divcoeff.checkpoints import load_checkpoint
+from divcoeff.checkpoints import final_training_metrics, load_checkpoint
 from divcoeff.data.episodes import load_episodes
 from divcoeff.data.views import View
 from divcoeff.device import pick_device, set_threads
@@ -22,9 +22,14 @@ with log_to(snakemake.log[0]) as log:
     episodes = load_episodes(snakemake.input.episodes, view)
     ckpt = load_checkpoint(snakemake.input.checkpoint, family=row["family"], allow_pickle=row["allow_pickle"])
     result = evaluate_checkpoint(ckpt, view, episodes, settings, compute, device=device, name=row["name"])
+    control = row["role"] == "control"
     header = {
         "checkpoint": row["name"],
-        "train_set": row["train_set"],
+        "role": row["role"],
+        # A control has no training set in the statistics; its BatchNorm statistics came from one.
+        "train_set": "" if control else row["train_set"],
+        **({"bn_statistics_from": row["train_set"]} if control else {}),
+        "training": final_training_metrics(ckpt.meta),
         "checkpoint_file": snakemake.input.checkpoint,
         "episodes": snakemake.input.episodes,
         "view": view.name,

@@ -25,7 +25,8 @@ with log_to(snakemake.log[0]) as log:
     seed = derive_seed(p.master_seed, "report", report.seed)
     summary = read_summary(snakemake.input.tsv)
 
-    corr = correlation_table(summary, pt_method=report.pt_method, n_boot=report.bootstrap, seed=seed)
+    metrics = tuple(p.metrics)
+    corr = correlation_table(summary, metrics=metrics, pt_method=report.pt_method, n_boot=report.bootstrap, seed=seed)
     write_tsv(corr, snakemake.output.correlation)
     for row in corr.itertuples():
         log.info("%s x %s: %s checkpoints, %s training sets: r %.3f [%.3f, %.3f], slope %.4g [%.4g, %.4g]%s",
@@ -39,8 +40,8 @@ with log_to(snakemake.log[0]) as log:
         raise FileNotFoundError(f"no per-episode file in the rule's input for checkpoint(s) {', '.join(missing)} "
                                 "(expected results/eval/<checkpoint>.npz)")
     arrays = load_episode_arrays({name: paths[name] for name in sorted(needed)})
-    paired = paired_comparison_table(summary, arrays, pt_method=report.pt_method, n_boot=report.bootstrap,
-                                     seed=seed)
+    paired = paired_comparison_table(summary, arrays, metrics=metrics, pt_method=report.pt_method,
+                                     n_boot=report.bootstrap, seed=seed)
     write_tsv(paired, snakemake.output.paired)
     for row in paired.itertuples():
         log.info("%s x %s, level %s -> %s (%s vs %s checkpoints, %s episodes): diff %.4g [%.4g, %.4g], p %.3g; %s%s",

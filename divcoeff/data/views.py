@@ -100,14 +100,32 @@ def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, 
     return chosen, (math.ceil(n_classes_total / k) if n_classes_total else 0)
 
 
+def check_not_degenerate(name: str, table: pd.DataFrame, ways: int, images_per_task_class: int) -> None:
+    """Refuse a view in which some component (script) offers a single distinct task of `ways`
+    classes x `images_per_task_class` images: all its tasks would be the same images, and a
+    coefficient over such tasks measures how many components there are, not how diverse they are."""
+    for comp, rows in table.groupby("component", sort=True):
+        per_class = rows.groupby("label").size()
+        if len(per_class) <= ways and int(per_class.max()) <= images_per_task_class:
+            raise ViewError(
+                f"view {name!r} is degenerate: component {comp!r} holds {len(per_class)} classes of at most "
+                f"{int(per_class.max())} images, and a diversity task takes {ways} classes x {images_per_task_class} "
+                f"images, so every task drawn from it is the same task. Give each component more classes "
+                f"(raise `classes` or lower `domains` of this train set) or more images per class than a task "
+                f"takes (diversity.shots + diversity.queries < images_per_class)")
+
+
 def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed: int,
-               min_classes_per_component: int = 5) -> tuple[pd.DataFrame, dict[str, Any]]:
+               min_classes_per_component: int = 5,
+               task_shape: tuple[int, int] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Resolve a view spec against the datasets; returns the table and its metadata.
 
     `spec` is a train set entry (benchmarks, split, domains, draw, classes, images_per_class,
     mixture_over, image_size; the schema's defaults fill the rest) or the evaluation's, with
     `kind: eval`. With `classes` set, the class budget is split as evenly as possible over the
-    chosen components so that views of different diversity are matched in size.
+    chosen components so that views of different diversity are matched in size. `task_shape`
+    (ways, images per class of a task): refuse a view whose tasks could not differ
+    (:func:`check_not_degenerate`).
     """
     spec = dict(spec)
     kind = spec.pop("kind", "train")
@@ -150,6 +168,8 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
         "class_name": chosen["class_name"],
     })
 
+    if task_shape is not None:
+        check_not_degenerate(name, table, *task_shape)
     first = datasets[spec["benchmarks"][0]].manifest
     size = spec.get("image_size") or int(first["image_size"][0])
     meta = {

@@ -31,6 +31,7 @@ from divcoeff.settings import ProbeSettings
 
 log = logging.getLogger(__name__)
 
+PROBE_FORMAT = "divcoeff-probe/1"  # a probe pretrained by the workflow (divcoeff.training.probe)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_ARCHS = ("resnet18", "resnet34")
@@ -78,7 +79,7 @@ def _prepare_body(body: nn.Module) -> nn.Module:
     return body
 
 
-def _torchvision_constructor(arch: str):
+def torchvision_constructor(arch: str):
     if arch not in TORCHVISION_ARCHS:
         raise ProbeError(f"diversity.probe.arch: expected one of {', '.join(TORCHVISION_ARCHS)}, got {arch!r}")
     import torchvision.models as tvm
@@ -114,7 +115,7 @@ def torchvision_probe(arch: str = "resnet18", weights: str = "random", image_siz
     torch's hub folder after the first download); weights="random" draws torchvision's init
     from a generator seeded with `seed`.
     """
-    build, weights_enum = _torchvision_constructor(arch)
+    build, weights_enum = torchvision_constructor(arch)
     if weights == "imagenet":
         w = weights_enum.IMAGENET1K_V1
         model = build(weights=None)
@@ -128,6 +129,9 @@ def torchvision_probe(arch: str = "resnet18", weights: str = "random", image_siz
                 f"or set diversity.probe.weights: random") from None
         model.load_state_dict(state)
         desc_weights = f"IMAGENET1K_V1 ({w.url.rsplit('/', 1)[-1]})"
+    elif weights == "pool":
+        raise ProbeError("diversity.probe.weights: pool - the probe is pretrained by rule train_probe; "
+                         "build it with pool_probe(path)")
     elif weights == "random":
         if seed is None:
             raise ProbeError("a random-init probe needs a seed (diversity.seed)")
@@ -144,6 +148,37 @@ def torchvision_probe(arch: str = "resnet18", weights: str = "random", image_siz
     if weights == "random":
         desc["init_seed"] = int(seed)
     return Probe(_prepare_body(model), feature_dim, image_size, 3, IMAGENET_MEAN, IMAGENET_STD, desc)
+
+
+def pool_probe(path: str, arch: str, image_size: int) -> Probe:
+    """The probe the workflow pretrained on its probe pool (rule train_probe), read with
+    ``torch.load(weights_only=True)``; its architecture and input size must be the config's."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ProbeError(f"{path}: probe file not found (made by rule train_probe)") from None
+    except Exception as e:  # noqa: BLE001 - any unpickler failure is the file's fault
+        raise ProbeError(f"{path}: not a readable probe file ({type(e).__name__}: {e})") from None
+    if not isinstance(payload, dict) or payload.get("format") != PROBE_FORMAT:
+        raise ProbeError(f"{path}: not a {PROBE_FORMAT} file (made by rule train_probe)")
+    if payload["arch"] != arch or int(payload["image_size"]) != int(image_size):
+        raise ProbeError(f"{path}: a {payload['arch']} probe for {payload['image_size']}px inputs, but the config "
+                         f"asks for {arch} at {image_size}px (diversity.probe); rerun rule train_probe")
+    build, _ = torchvision_constructor(arch)
+    model = build(weights=None)
+    model.fc = nn.Identity()
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:
+        raise ProbeError(f"{path}: the weights do not fit torchvision's {arch}: {e}") from None
+    bad = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ProbeError(f"{path}: non-finite values in {bad[0]!r}: the probe's training diverged")
+    meta = payload.get("meta", {})
+    desc = {"kind": "torchvision", "arch": arch, "weights": "pool", "image_size": int(image_size),
+            "feature_dim": 512, "path": str(path),
+            "pool": meta.get("view"), "pool_classes": meta.get("classes"), "final": meta.get("final")}
+    return Probe(_prepare_body(model), 512, int(image_size), 3, tuple(payload["mean"]), tuple(payload["std"]), desc)
 
 
 class _CheckpointBody(nn.Module):
@@ -190,7 +225,12 @@ def checkpoint_probe(path: str, name: str, fallback_image_size: int = 84, family
 
 
 def build_probe(spec: ProbeSettings, seed: int, checkpoint_path: str | None = None) -> Probe:
-    """The probe of the config's ``diversity.probe`` section."""
+    """The probe of the config's ``diversity.probe`` section (`checkpoint_path`: the sheet
+    checkpoint of a checkpoint probe, or the file of a pool-pretrained one)."""
+    if spec.kind == "torchvision" and spec.weights == "pool":
+        if not checkpoint_path:
+            raise ProbeError("diversity.probe.weights: pool needs the probe file of rule train_probe")
+        return pool_probe(checkpoint_path, spec.arch, spec.image_size)
     if spec.kind == "torchvision":
         return torchvision_probe(spec.arch, spec.weights, spec.image_size, seed=seed)
     if spec.kind == "checkpoint":

@@ -75,13 +75,17 @@ class Task2VecSettings:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def task_streams(seed: int, task_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Generator]:
+def task_streams(seed: int, task_id: int, device: torch.device | str = "cpu", replica: int = 0
+                 ) -> dict[str, torch.Generator]:
     """A task's random streams (CPU generators: draws are identical on every device).
 
     The head init is shared by all tasks (a fresh copy of one probe per task, as published); a
     per-task head init measured as a noise floor of ~0.085 on distances of ~0.095 between glyph
     tasks, which hid the differences between scripts."""
-    streams = {name: torch_generator(seed, "task2vec", int(task_id), name) for name in STREAMS if name != "head_init"}
+    # `replica` k > 0 redraws a task's own randomness (sampler, labels) with the probe and the shared
+    # head init held fixed: the measurement's noise floor (divcoeff.diversity).
+    key = (int(task_id),) if not replica else (int(task_id), "replica", int(replica))
+    streams = {name: torch_generator(seed, "task2vec", *key, name) for name in STREAMS if name != "head_init"}
     return {"head_init": torch_generator(seed, "task2vec", "head_init"), **streams}
 
 
@@ -100,7 +104,7 @@ def faithful_engine(setting: str, device: torch.device) -> str:
 
 
 def embed_batch(probe: Probe, images: torch.Tensor, labels: torch.Tensor, task_ids: Sequence[int], seed: int,
-                settings: Task2VecSettings, device: torch.device | str = "cpu") -> torch.Tensor:
+                settings: Task2VecSettings, device: torch.device | str = "cpu", replica: int = 0) -> torch.Tensor:
     """Embeddings (T, D) of T tasks given as [0, 1] images (T, n, C, H, W) and labels (T, n)."""
     if settings.method not in METHODS:
         raise ValueError(f"diversity.method: expected one of {', '.join(METHODS)}, got {settings.method!r}")
@@ -110,7 +114,7 @@ def embed_batch(probe: Probe, images: torch.Tensor, labels: torch.Tensor, task_i
     ways = int(labels.max()) + 1
     x = probe.preprocess(images.to(device).flatten(0, 1)).view(T, n, *images.shape[2:])
     labels = labels.to(torch.int64)
-    streams = [task_streams(seed, t) for t in task_ids]
+    streams = [task_streams(seed, t, replica=replica) for t in task_ids]
     gens = {name: [s[name] for s in streams] for name in STREAMS}
     w0, b0 = init_heads(probe.feature_dim, ways, gens["head_init"], device)
     if settings.method == "exact":
@@ -133,8 +137,9 @@ def embed_batch(probe: Probe, images: torch.Tensor, labels: torch.Tensor, task_i
 
 def embed_tasks(probe: Probe, load_tasks: Callable[[Sequence[int]], tuple[torch.Tensor, torch.Tensor]],
                 task_ids: Sequence[int], seed: int, settings: Task2VecSettings,
-                device: torch.device | str = "cpu", progress: bool = True) -> np.ndarray:
-    """float32 (T, D) embeddings; `load_tasks(ids)` gives ([0, 1] images (k, n, C, H, W), labels (k, n))."""
+                device: torch.device | str = "cpu", progress: bool = True, replica: int = 0) -> np.ndarray:
+    """float32 (T, D) embeddings; `load_tasks(ids)` gives ([0, 1] images (k, n, C, H, W), labels (k, n)).
+    `replica` > 0 embeds the same tasks with their own random draws redrawn (see task_streams)."""
     task_ids = list(task_ids)
     out = []
     n_batches = math.ceil(len(task_ids) / settings.task_batch)
@@ -142,7 +147,7 @@ def embed_tasks(probe: Probe, load_tasks: Callable[[Sequence[int]], tuple[torch.
     for i in range(n_batches):
         ids = task_ids[i * settings.task_batch:(i + 1) * settings.task_batch]
         images, labels = load_tasks(ids)
-        out.append(embed_batch(probe, images, labels, ids, seed, settings, device).cpu())
+        out.append(embed_batch(probe, images, labels, ids, seed, settings, device, replica).cpu())
         bar.update(len(ids))
     bar.close()
     emb = torch.cat(out).numpy().astype(np.float32)

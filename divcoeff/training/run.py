@@ -22,7 +22,7 @@ from divcoeff.data.views import View
 from divcoeff.io import dumps_json
 from divcoeff.models.resnet12 import ResNet12
 from divcoeff.seeding import derive_seed, numpy_rng
-from divcoeff.training.common import build_model, load_view_tensors, seeded_torch, view_preprocess
+from divcoeff.training.common import build_model, calibrate_bn, load_view_tensors, seeded_torch, view_preprocess
 from divcoeff.training.maml import train_maml
 from divcoeff.training.pt import train_pt
 from divcoeff.settings import TrainSettings
@@ -91,6 +91,34 @@ def train_checkpoint(view: View, family: str, settings: TrainSettings, *, seed: 
         "torch_version": str(torch.__version__),
     }
     return TrainedCheckpoint(model.cpu(), family, view_preprocess(view), meta)
+
+
+def untrained_checkpoint(view: View, settings: TrainSettings, *, seed: int, device: torch.device | str = "cpu",
+                         name: str | None = None, train_set: str | None = None, config_sha256: str = "",
+                         code_version: str = "") -> TrainedCheckpoint:
+    """The control: a ResNet-12 drawn as `train_checkpoint` draws it (same widths, same seeding),
+    never trained, without a head (it is evaluated like a PT checkpoint, on features). Its
+    BatchNorm running statistics are the population statistics of the view's images: eval-mode
+    features then see normalised activations, as a trained PT checkpoint's do."""
+    device = torch.device(device)
+    name = name or f"init-{view.name}"
+    started = time.perf_counter()
+    x, _ = load_view_tensors(view, device)
+    with seeded_torch(derive_seed(seed, "torch"), device):
+        model = build_model(settings, view.channels, 0, device)
+        calibrate_bn(model, x, settings.images_per_step)
+    model.eval()
+    log.info("%s: untrained ResNet-12 %s, BatchNorm statistics of the %d images of %s", name,
+             list(settings.widths), len(x), view.name)
+    meta = {"train_set": train_set or view.name, "steps": 0, "images_seen": 0, "seed": int(seed),
+            "config_sha256": config_sha256, "code_version": code_version, "name": name, "control": "untrained",
+            "training": {k: v for k, v in settings.as_dict().items() if k in ("arch", "widths", "drop_rate",
+                                                                              "dropblock_size")},
+            "view": {"name": view.name, "sha256": view.sha256, "n_classes": view.n_classes,
+                     "n_images": int(len(view.table))},
+            "history": {"loss": [], "accuracy": []}, "seconds": round(time.perf_counter() - started, 3),
+            "device": str(device), "threads": torch.get_num_threads(), "torch_version": str(torch.__version__)}
+    return TrainedCheckpoint(model.cpu(), "pt", view_preprocess(view), meta)
 
 
 def write_trained_checkpoint(path: str | os.PathLike, trained: TrainedCheckpoint) -> None:
