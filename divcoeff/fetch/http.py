@@ -10,6 +10,7 @@ retried with exponential backoff; other HTTP errors fail at once with the URL in
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,7 +18,6 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from tqdm import tqdm
@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .. import __version__
 from .checksums import Checksum, hash_file, verify
 from .errors import ChecksumError, FetchError
+from .redact import redact
 
 log = logging.getLogger("divcoeff.fetch")
 
@@ -58,7 +59,7 @@ class TransientError(Exception):
     """A failure worth another attempt."""
 
     def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.retry_after = retry_after
 
 
@@ -71,16 +72,6 @@ class Download:
     verified: list
     attempts: int
     resumed_from: int  # bytes already on disk when the first attempt of this call started
-
-
-def redact(url: str) -> str:
-    """A URL fit for logs and provenance: user:password@ removed."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
 
 
 def session() -> requests.Session:
@@ -149,6 +140,11 @@ def partial_paths(dest: Path) -> tuple[Path, Path]:
     return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")
 
 
+def _url_id(url: str) -> str:
+    """What the partial file's note records about its URL: a hash, so no credential of it lands on disk."""
+    return "sha256:" + hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
 class _Resumable:
     """The partial file of one destination and what it is a part of."""
 
@@ -165,14 +161,14 @@ class _Resumable:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             meta = {}
-        if meta.get("url") != self.url:
+        if not isinstance(meta, dict) or meta.get("url_id") != _url_id(self.url):
             self.discard()
             return 0, None
         return self.part.stat().st_size, meta.get("validator")
 
     def start(self, validator: str | None, total: int | None) -> None:
         self.part.parent.mkdir(parents=True, exist_ok=True)
-        self.meta_path.write_text(json.dumps({"url": self.url, "validator": validator, "total": total}),
+        self.meta_path.write_text(json.dumps({"url_id": _url_id(self.url), "validator": validator, "total": total}),
                                   encoding="utf-8")
 
     def discard(self) -> None:

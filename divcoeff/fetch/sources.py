@@ -22,8 +22,9 @@ from ..io import atomic_path
 from .checksums import Checksum, hash_file, parse_checksum, verify
 from .errors import FetchError
 from .hf import fetch_hf
-from .http import HttpSettings, download, redact
+from .http import HttpSettings, download
 from .provenance import make_provenance, provenance_path, write_provenance
+from .redact import redact, redact_obj, register_url_secrets
 from .zenodo import fetch_zenodo
 
 log = logging.getLogger("divcoeff.fetch")
@@ -77,6 +78,7 @@ def fetch(source: str, uri: str, dest: str | os.PathLike, checksum: str | None =
         hint = " ('train' checkpoints are made by the workflow, not fetched)" if source == "train" else ""
         raise FetchError(f"unknown source {source!r} for {uri!r}; expected one of {', '.join(HANDLERS)}{hint}")
     dest = Path(dest)
+    register_url_secrets(uri)  # its password is masked wherever a library might quote it, decoded or not
     settings = {**DEFAULT_SETTINGS, **{k: v for k, v in (settings or {}).items() if v is not None}}
     try:
         expected = parse_checksum(checksum, f"checksum of {source} {uri!r}")
@@ -88,8 +90,8 @@ def fetch(source: str, uri: str, dest: str | os.PathLike, checksum: str | None =
     prov_path.unlink(missing_ok=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     details = HANDLERS[source](uri, dest, expected, settings)
-    shown = redact(uri) if source == "url" else uri  # user:password@ stays out of files and logs
-    record = make_provenance(source, shown, details)
+    shown = redact(uri)  # user:password@, token=... and the like stay out of files and logs
+    record = redact_obj(make_provenance(source, shown, details))
     try:
         write_provenance(dest, record)
     except BaseException:
