@@ -8,6 +8,10 @@ finished file is hashed and compared with every expected checksum before it is r
 Transient failures (connection errors, timeouts, a transfer cut short, HTTP 408/429/5xx) are
 retried with exponential backoff; other HTTP errors fail at once with the URL in the message.
 
+When the size of the file is known in advance (a Zenodo record declares it), a larger
+Content-Length fails before the body is read, and a body without one is read to at most one byte
+past the declared size: a server sending 50 MB for a 100 kB file costs 100 kB, not 50 MB.
+
 Every process uses one `requests.Session` (`session()`), whose User-Agent names this project,
 its version and, when configured (`fetch.contact`), who runs it. URLs and messages go through
 divcoeff.fetch.redact before they reach a log, an error or a file.
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import urllib3
 from tqdm import tqdm
 
 from .. import __version__
@@ -264,10 +269,22 @@ def _validator(response: requests.Response) -> str | None:
     return response.headers.get("Last-Modified")
 
 
+def _too_large(partial: _Resumable, what: str, url: str, limit: int, detail: str) -> ChecksumError:
+    partial.discard()
+    return ChecksumError(f"{what}: size mismatch: the file is declared at {limit} bytes, {detail} "
+                         f"from {redact(url)}; nothing was kept")
+
+
 def _transfer(http: requests.Session, partial: _Resumable, what: str, settings: HttpSettings,
-              pace: Pacer | None = None, extra_headers: dict | None = None) -> None:
-    """One GET: continue the partial file (or start it) and stop when the server stops sending."""
+              limit: int | None = None, pace: Pacer | None = None, extra_headers: dict | None = None) -> None:
+    """One GET: continue the partial file (or start it) and stop when the server stops sending.
+
+    With `limit` (the declared size), a larger announced size fails before the body is read and
+    at most limit + 1 bytes are read in all."""
     have, validator = partial.bytes_on_disk()
+    if limit is not None and have > limit:
+        partial.discard()
+        have, validator = 0, None
     url = partial.url
     headers = {"Accept-Encoding": "identity", **(extra_headers or {})}  # the bytes on disk must be the file's bytes
     if have:
@@ -299,20 +316,32 @@ def _transfer(http: requests.Session, partial: _Resumable, what: str, settings: 
                 have, mode = 0, "wb"
                 length = r.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() and not encoded else None
+            if limit is not None and total is not None and total != limit:
+                raise _too_large(partial, what, url, limit, f"the server announces {total}")
             partial.start(_validator(r) or validator, total)
             # Keep every byte that arrives, even when the connection drops before Content-Length
             # is reached (urllib3 would otherwise discard the last read); the size check below
             # then reports the cut and the next attempt resumes after those bytes.
             r.raw.enforce_content_length = False
+            budget = None if limit is None else limit + 1 - have  # one byte past the limit proves it too long
             with open(partial.part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                                       desc=partial.part.name.removesuffix(".part")[-40:], mininterval=5,
                                                       leave=False) as bar:
-                for chunk in r.iter_content(_CHUNK):
+                while budget is None or budget > 0:
+                    chunk = r.raw.read(_CHUNK if budget is None else min(_CHUNK, budget), decode_content=True)
+                    if not chunk:
+                        break
                     f.write(chunk)
                     bar.update(len(chunk))
+                    if budget is not None:
+                        budget -= len(chunk)
+            if budget is not None and budget <= 0:
+                raise _too_large(partial, what, url, limit, f"more than {limit} bytes arrived (stopped reading at "
+                                 f"{limit + 1})")
     except requests.exceptions.SSLError as e:
         raise FetchError(f"{what}: TLS error talking to {redact(url)}: {e}") from None
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.HTTPError) as e:
         got = partial.part.stat().st_size if partial.part.exists() else 0
         raise TransientError(f"transfer from {redact(url)} broke off after {got} bytes "
                              f"({type(e).__name__})") from None
@@ -328,8 +357,9 @@ def download(url: str, dest: str | os.PathLike, *, what: str, settings: HttpSett
     """Download `url` to `dest` (atomically, resuming a partial file of an earlier attempt).
 
     `expected` lists (origin, checksum) pairs, e.g. ("the Zenodo record", md5:...); each is
-    checked before the rename. On any failure `dest` does not exist; a partial file is kept
-    only when the failure was in transfer (so a rerun resumes), never after a mismatch.
+    checked before the rename. `expected_size` (the declared size) bounds what is read: more
+    bytes fail the download at once. On any failure `dest` does not exist; a partial file is
+    kept only when the failure was in transfer (so a rerun resumes), never after a mismatch.
     `pace` paces every request; `headers` are sent with each (e.g. Authorization).
     """
     dest = Path(dest)
@@ -339,7 +369,10 @@ def download(url: str, dest: str | os.PathLike, *, what: str, settings: HttpSett
     if resumed_from:
         log.info("%s: %d bytes of an earlier attempt in %s", what, resumed_from, partial.part)
     try:
-        _, attempts = with_retries(lambda: _transfer(http, partial, what, settings, pace, headers), what, settings)
+        _, attempts = with_retries(lambda: _transfer(http, partial, what, settings, expected_size, pace, headers),
+                                   what, settings)
+    except ChecksumError:
+        raise
     except FetchError as e:
         kept = partial.part.stat().st_size if partial.part.exists() else 0
         note = f"; {kept} bytes kept in {partial.part}, a rerun resumes from there" if kept else ""
