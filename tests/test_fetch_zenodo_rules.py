@@ -44,10 +44,10 @@ def arrivals(server, path=RECORD):
     return [r["time"] for r in server.seen("GET", path)]
 
 
-def test_one_session_per_process_with_an_identifying_user_agent(server, settings):
+def test_one_session_per_process_with_an_identifying_user_agent(server, settings, tmp_path):
     assert session() is session()
     get_record("77", {**settings, "contact": "mailto:lab@example.org"})
-    fetch("zenodo", "77/notes.txt", settings["zenodo_pace_file"] + ".d/notes.txt",
+    fetch("zenodo", "77/notes.txt", tmp_path / "out" / "notes.txt",
           settings={**settings, "contact": "mailto:lab@example.org"})
     agents = {r["headers"]["user-agent"] for r in server.requests}
     assert len(agents) == 1
