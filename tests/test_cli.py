@@ -105,3 +105,15 @@ def test_module_entry_point(server, repo):
                          cwd=repo, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"8247898/mini_usl_resnet12.pt\tmd5:{md5(A)}" in out.stdout
+
+
+@pytest.mark.parametrize("style", ["key", "filename", "entries"])
+def test_list_zenodo_shows_full_keys_of_files_sharing_a_base_name(server, capsys, style):
+    server.add_record("8247899", {"hdb1/usl/ckpt.pt": A, "hdb1/maml/ckpt.pt": B, "ckpt.pt": C}, style=style)
+    code, out, err = run(capsys, "list-zenodo", "8247899", "--base-url", server.url)
+    assert code == 0, err
+    got = rows(out)
+    assert [r["uri"] for r in got] == ["8247899/ckpt.pt", "8247899/hdb1/maml/ckpt.pt", "8247899/hdb1/usl/ckpt.pt"]
+    assert [r["name"] for r in got] == ["ckpt", "hdb1-maml-ckpt", "hdb1-usl-ckpt"]
+    assert [r["checksum"] for r in got] == [f"md5:{md5(C)}", f"md5:{md5(B)}", f"md5:{md5(A)}"]
+    assert "3 checkpoint file(s) of 3" in err

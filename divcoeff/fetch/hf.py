@@ -21,6 +21,7 @@ from ..io import atomic_path
 from .checksums import Checksum, git_blob_sha1, hash_file, verify
 from .errors import ChecksumError, FetchError
 from .http import RETRY_STATUS, HttpSettings
+from .redact import redact, register_secret
 
 log = logging.getLogger("divcoeff.fetch")
 
@@ -61,11 +62,13 @@ def cache_dir(settings: dict | None = None) -> str | None:
 
 def _token() -> str | None:
     # Read at call time; None lets huggingface_hub fall back to a token saved by `hf auth login`.
-    return os.environ.get("HF_TOKEN") or None
+    token = os.environ.get("HF_TOKEN") or None
+    register_secret(token)  # masked wherever a message might quote it
+    return token
 
 
 def _describe(repo_id: str, path: str, revision: str, base: str) -> str:
-    return f"Hub repo {repo_id!r}, file {path!r}, revision {revision!r} (at {base})"
+    return redact(f"Hub repo {repo_id!r}, file {path!r}, revision {revision!r} (at {base})")
 
 
 def _transient_errors() -> tuple:
@@ -194,7 +197,7 @@ def list_repo_files(repo_id: str, revision: str = "main", settings: dict | None 
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     base = endpoint(settings)
-    what = f"Hub repo {repo_id!r}, revision {revision!r} (at {base})"
+    what = redact(f"Hub repo {repo_id!r}, revision {revision!r} (at {base})")
     http = HttpSettings.from_settings(settings)
     api = HfApi(endpoint=base, token=_token())
     for attempt in range(http.retries + 1):

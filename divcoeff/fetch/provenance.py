@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..io import atomic_write_json, read_json
+from .redact import redact_obj
 
 FORMAT = "divcoeff-provenance/1"
 
@@ -30,8 +31,9 @@ def make_provenance(source: str, uri: str, details: dict) -> dict:
 
 
 def write_provenance(dest: str | os.PathLike, record: dict) -> Path:
+    """Write the record (every string in it redacted: no credential of a URL reaches the file)."""
     path = provenance_path(dest)
-    atomic_write_json(path, record)
+    atomic_write_json(path, redact_obj(record))
     return path
 
 

@@ -22,15 +22,20 @@ from ..io import atomic_path
 from .checksums import Checksum, hash_file, parse_checksum, verify
 from .errors import FetchError
 from .hf import fetch_hf
-from .http import HttpSettings, download, redact
+from .http import HttpSettings, download, session
 from .provenance import make_provenance, provenance_path, write_provenance
-from .zenodo import fetch_zenodo
+from .redact import redact, redact_obj, register_url_secrets
+from .zenodo import GUEST_PACE, TOKEN_PACE, fetch_zenodo
 
 log = logging.getLogger("divcoeff.fetch")
 
-# The `fetch:` section of config/schemas/config.schema.yaml, for callers without a config.
+# The `fetch:` section of config/schemas/config.schema.yaml, for callers without a config. One
+# difference: the schema puts the Zenodo pace file in resources/ (shared by the workflow's jobs);
+# a library caller without a config paces its own process only (None).
 DEFAULT_SETTINGS = {"zenodo_url": "https://zenodo.org", "retries": 4, "timeout_s": 60.0, "backoff_s": 1.0,
-                    "hf_endpoint": None, "hf_cache": None}
+                    "hf_endpoint": None, "hf_cache": None, "contact": None,
+                    "zenodo_pace": GUEST_PACE, "zenodo_token_pace": TOKEN_PACE, "zenodo_pace_file": None,
+                    "zenodo_max_wait_s": 3600.0}
 _URL = re.compile(r"^https?://\S+$")
 
 
@@ -42,7 +47,7 @@ def fetch_url(uri: str, dest: Path, expected: Checksum | None, settings: dict) -
         raise FetchError(f"{what}: a checksum (md5:... or sha256:...) is required for source 'url'; "
                          "without one nothing says the bytes are the right ones")
     result = download(uri, dest, what=what, settings=HttpSettings.from_settings(settings),
-                      expected=[("the checkpoint sheet", expected)])
+                      expected=[("the checkpoint sheet", expected)], http=session(settings.get("contact")))
     return {"url": result.url, "size": result.size, "sha256": result.sha256, "md5": result.md5,
             "verified": result.verified, "attempts": result.attempts}
 
@@ -77,6 +82,7 @@ def fetch(source: str, uri: str, dest: str | os.PathLike, checksum: str | None =
         hint = " ('train' checkpoints are made by the workflow, not fetched)" if source == "train" else ""
         raise FetchError(f"unknown source {source!r} for {uri!r}; expected one of {', '.join(HANDLERS)}{hint}")
     dest = Path(dest)
+    register_url_secrets(uri)  # its password is masked wherever a library might quote it, decoded or not
     settings = {**DEFAULT_SETTINGS, **{k: v for k, v in (settings or {}).items() if v is not None}}
     try:
         expected = parse_checksum(checksum, f"checksum of {source} {uri!r}")
@@ -88,8 +94,8 @@ def fetch(source: str, uri: str, dest: str | os.PathLike, checksum: str | None =
     prov_path.unlink(missing_ok=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     details = HANDLERS[source](uri, dest, expected, settings)
-    shown = redact(uri) if source == "url" else uri  # user:password@ stays out of files and logs
-    record = make_provenance(source, shown, details)
+    shown = redact(uri)  # user:password@, token=... and the like stay out of files and logs
+    record = redact_obj(make_provenance(source, shown, details))
     try:
         write_provenance(dest, record)
     except BaseException:

@@ -1,25 +1,82 @@
 """Zenodo records through the records API (`GET <base>/api/records/<id>`), at zenodo.org or a mirror.
 
-A record lists its files with key, size, `checksum: "md5:<hex>"` and a download link; the md5
-is always checked. The base URL comes from the config (`fetch.zenodo_url`) so that a mirror or
-a test server can stand in for zenodo.org.
+A record lists its files with key (older serialisers: filename), size, checksum (`md5:<hex>`
+or bare hex) and a download link; the md5 is always checked. The base URL comes from the config
+(`fetch.zenodo_url`) so that a mirror or a test server can stand in for zenodo.org.
+
+Zenodo's rules (since its InvenioRDM migration), as `ZenodoClient` follows them:
+* one `requests.Session` per process, with a User-Agent naming the project (divcoeff.fetch.http);
+* at most `fetch.zenodo_pace` requests per window (guests: 60 a minute, 2,000 an hour), or
+  `fetch.zenodo_token_pace` when $ZENODO_TOKEN is set (100 a minute, 5,000 an hour); the token
+  goes as `Authorization: Bearer`, to the Zenodo host only, and is never logged;
+* a 429's `Retry-After` (seconds or an HTTP date) and `X-RateLimit-Remaining: 0` hold back every
+  fetch job of the run: the pace lives in `fetch.zenodo_pace_file` (resources/.zenodo-pace),
+  shared under a file lock by the parallel jobs of `snakemake --cores N` (divcoeff.fetch.pace).
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from .checksums import Checksum, parse_checksum
 from .errors import FetchError
-from .http import HttpSettings, download, get_json
+from .http import Download, HttpSettings, download, get_json, session
+from .pace import Pacer, windows_from
+from .redact import register_secret
 
 log = logging.getLogger("divcoeff.fetch")
 
 DEFAULT_BASE_URL = "https://zenodo.org"
+TOKEN_ENV = "ZENODO_TOKEN"
+# Zenodo's published REST API limits (requests, seconds), guests and token holders.
+GUEST_PACE = [{"requests": 60, "window_s": 60}, {"requests": 2000, "window_s": 3600}]
+TOKEN_PACE = [{"requests": 100, "window_s": 60}, {"requests": 5000, "window_s": 3600}]
 _URI = re.compile(r"^(\d+)/(.+)$")
+
+
+class ZenodoClient:
+    """Requests to one Zenodo instance by Zenodo's rules (see the module docstring).
+
+    `settings` is the config's `fetch:` section: zenodo_url, retries, timeout_s, backoff_s,
+    zenodo_pace, zenodo_token_pace, zenodo_pace_file (None: pace this process only),
+    zenodo_max_wait_s, contact. $ZENODO_TOKEN is read when the client is made.
+    """
+
+    def __init__(self, settings: dict | None = None):
+        s = settings or {}
+        self.base_url = (s.get("zenodo_url") or DEFAULT_BASE_URL).rstrip("/")
+        self.http_settings = HttpSettings.from_settings(s)
+        self._token = os.environ.get(TOKEN_ENV) or None
+        register_secret(self._token)
+        key = "zenodo_token_pace" if self._token else "zenodo_pace"
+        spec = s.get(key) or (TOKEN_PACE if self._token else GUEST_PACE)
+        windows = windows_from(spec, f"fetch.{key}")
+        self.pacer = Pacer(f"Zenodo ({self.base_url})", windows, s.get("zenodo_pace_file"),
+                           max_wait_s=float(s.get("zenodo_max_wait_s") or 3600))
+        self.session = session(s.get("contact"))
+        self._host = urlsplit(self.base_url).netloc.lower()
+
+    @property
+    def authenticated(self) -> bool:
+        return self._token is not None
+
+    def headers_for(self, url: str) -> dict:
+        """The Authorization header, for URLs on the Zenodo host only (never for a link elsewhere)."""
+        if self._token and urlsplit(url).netloc.lower() == self._host:
+            return {"Authorization": f"Bearer {self._token}"}
+        return {}
+
+    def get_json(self, url: str, what: str) -> dict:
+        return get_json(url, what, self.http_settings, self.session, pace=self.pacer, headers=self.headers_for(url))
+
+    def download(self, url: str, dest: Path, *, what: str, expected, expected_size: int | None) -> Download:
+        return download(url, dest, what=what, settings=self.http_settings, expected=expected,
+                        expected_size=expected_size, http=self.session, pace=self.pacer,
+                        headers=self.headers_for(url))
 
 
 @dataclass(frozen=True)
@@ -61,10 +118,13 @@ def _entries(files) -> list[dict]:
 
 
 def _file(entry: dict, api_url: str, record_id: str) -> ZenodoFile:
+    """One file entry: `key` (or `filename`), size (or filesize), checksum `md5:<hex>` or bare hex."""
+    if not isinstance(entry, dict):
+        raise FetchError(f"Zenodo record {record_id}: a file entry that is not an object in {api_url}")
     key = entry.get("key") or entry.get("filename")
-    if not key:
-        raise FetchError(f"Zenodo record {record_id}: a file entry without a key in {api_url}")
-    checksum = entry.get("checksum") or ""
+    if not key or not isinstance(key, str):
+        raise FetchError(f"Zenodo record {record_id}: a file entry without a key or filename in {api_url}")
+    checksum = str(entry.get("checksum") or "").strip()
     md5 = None
     if checksum:
         try:
@@ -74,29 +134,36 @@ def _file(entry: dict, api_url: str, record_id: str) -> ZenodoFile:
             raise FetchError(str(e)) from None
         md5 = parsed.hexdigest if parsed.algorithm == "md5" else None
     # Legacy records link the bytes as "self"; InvenioRDM's "self" is the entry's metadata and
-    # "content" the bytes.
+    # "content" the bytes; deposition-style entries (with "filename") call them "download".
     links = entry.get("links") or {}
-    url = links.get("content") or links.get("self") or f"{api_url}/files/{quote(key)}/content"
-    return ZenodoFile(key=key, size=entry.get("size") or entry.get("filesize"), md5=md5, url=url)
+    url = links.get("content") or links.get("download") or links.get("self") \
+        or f"{api_url}/files/{quote(key, safe='')}/content"
+    size = entry.get("size", entry.get("filesize"))
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise FetchError(f"Zenodo record {record_id}, file {key!r}: size {size!r} is not a byte count ({api_url})")
+    return ZenodoFile(key=key, size=size, md5=md5, url=url)
 
 
-def get_record(record_id: str, settings: dict | None = None, what: str | None = None) -> ZenodoRecord:
+def get_record(record_id: str, settings: dict | None = None, what: str | None = None,
+               client: ZenodoClient | None = None) -> ZenodoRecord:
     """The record's metadata and file list; a missing record raises FetchError naming it (and `what`)."""
-    settings = settings or {}
-    base = settings.get("zenodo_url") or DEFAULT_BASE_URL
+    client = client or ZenodoClient(settings)
+    base = client.base_url
     api_url = record_api_url(record_id, base)
     what = what or f"Zenodo record {record_id}"
     try:
-        data = get_json(api_url, what, HttpSettings.from_settings(settings))
+        data = client.get_json(api_url, what)
     except FetchError as e:
         if "not found" in str(e):
             raise FetchError(f"{e} (no such record at {base}, or it is not public)") from None
         raise
-    files = [_file(e, api_url, record_id) for e in _entries(data.get("files"))]
-    if not files and "files" not in data:
+    if not isinstance(data, dict):
+        raise FetchError(f"{what}: {api_url} did not answer with a record object")
+    raw = data.get("files")
+    files = [_file(e, api_url, record_id) for e in _entries(raw)]
+    if not files and (raw is None or (isinstance(raw, dict) and "entries" not in raw)):
         # Newer InvenioRDM instances leave the list to a sub-resource.
-        listing = get_json(f"{api_url}/files", f"Zenodo record {record_id}, file list",
-                           HttpSettings.from_settings(settings))
+        listing = client.get_json(f"{api_url}/files", f"Zenodo record {record_id}, file list")
         files = [_file(e, api_url, record_id) for e in _entries(listing)]
     title = (data.get("metadata") or {}).get("title") or data.get("title") or ""
     return ZenodoRecord(record_id=str(record_id), resolved_id=str(data.get("id", record_id)), title=title,
@@ -107,7 +174,8 @@ def fetch_zenodo(uri: str, dest: Path, expected: Checksum | None, settings: dict
     """Download one file of a record to `dest`, checking the record's md5 (and the sheet's checksum)."""
     record_id, key = parse_uri(uri)
     what = f"Zenodo record {record_id}, file {key!r}"
-    record = get_record(record_id, settings, what)
+    client = ZenodoClient(settings)
+    record = get_record(record_id, settings, what, client=client)
     by_key = {f.key: f for f in record.files}
     if key not in by_key:
         listing = ", ".join(sorted(by_key)) or "(no files)"
@@ -123,8 +191,7 @@ def fetch_zenodo(uri: str, dest: Path, expected: Checksum | None, settings: dict
         log.warning("%s: the record gives no md5; only the sheet's checksum is checked", what)
     if expected is not None:
         checks.append(("the checkpoint sheet", expected))
-    result = download(f.url, dest, what=what, settings=HttpSettings.from_settings(settings), expected=checks,
-                      expected_size=f.size)
+    result = client.download(f.url, dest, what=what, expected=checks, expected_size=f.size)
     return {
         "url": result.url,
         "record": record_id,
