@@ -38,12 +38,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from divcoeff.settings import fetch_settings
+
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _CHUNK = 1 << 20
 _MAX_LINK_TARGET = 4096  # PATH_MAX: a zip "symlink" member larger than this is not a link
 
-DEFAULT_MAX_BYTES = 64 * 2**30   # 64 GiB
-DEFAULT_MAX_RATIO = 100.0
 RATIO_FLOOR_BYTES = 2**20        # the ratio is taken against at least 1 MiB of archive
 
 
@@ -57,10 +57,11 @@ class ArchiveTooLargeError(UnsafeArchiveError):
 
 @dataclass(frozen=True)
 class ExtractionLimits:
-    """Caps on what one archive may expand to: bytes in all, and bytes per byte of archive."""
+    """Caps on what one archive may expand to: bytes in all, and bytes per byte of archive
+    (defaults: the schema's fetch.archive_max_bytes / archive_max_ratio)."""
 
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_ratio: float = DEFAULT_MAX_RATIO
+    max_bytes: int
+    max_ratio: float
 
     def __post_init__(self):
         if not self.max_bytes > 0 or not self.max_ratio > 0:
@@ -69,10 +70,10 @@ class ExtractionLimits:
 
     @classmethod
     def from_settings(cls, settings: dict | None) -> "ExtractionLimits":
-        """From the config's `fetch:` section (archive_max_bytes, archive_max_ratio); defaults where absent."""
-        s = settings or {}
-        return cls(max_bytes=int(s.get("archive_max_bytes") or DEFAULT_MAX_BYTES),
-                   max_ratio=float(s.get("archive_max_ratio") or DEFAULT_MAX_RATIO))
+        """From the config's `fetch:` section (archive_max_bytes, archive_max_ratio); the schema's
+        defaults where absent."""
+        s = fetch_settings(settings)
+        return cls(max_bytes=int(s["archive_max_bytes"]), max_ratio=float(s["archive_max_ratio"]))
 
     def cap(self, archive_size: int) -> tuple[int, str]:
         """(bytes allowed for an archive of this size, which setting sets it)."""
@@ -83,7 +84,7 @@ class ExtractionLimits:
         return self.max_bytes, f"archive_max_bytes {self.max_bytes:,}"
 
 
-_default_limits = ExtractionLimits()
+_default_limits = ExtractionLimits.from_settings(None)
 
 
 def set_default_limits(limits: "ExtractionLimits | dict | None") -> ExtractionLimits:

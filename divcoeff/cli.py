@@ -11,7 +11,7 @@ import sys
 
 from .fetch.errors import FetchError
 from .fetch.listing import CHECKPOINT_EXTENSIONS, hf_rows, to_tsv, zenodo_rows
-from .fetch.zenodo import DEFAULT_BASE_URL
+from .settings import fetch_settings
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     z = sub.add_parser("list-zenodo", help="sheet rows for the checkpoint files of a Zenodo record")
     z.add_argument("record", help="record id, e.g. 8247898")
-    z.add_argument("--base-url", default=DEFAULT_BASE_URL, help=f"Zenodo (or mirror) base URL (default {DEFAULT_BASE_URL})")
+    zenodo_url = fetch_settings()["zenodo_url"]
+    z.add_argument("--base-url", default=zenodo_url, help=f"Zenodo (or mirror) base URL (default {zenodo_url})")
     _common(z)
     h = sub.add_parser("list-hf", help="sheet rows for the checkpoint files of a Hugging Face Hub model repo")
     h.add_argument("repo", help="repo id, <namespace>/<name>")
@@ -44,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = {"retries": args.retries, "timeout_s": args.timeout}
+    # A one-off listing paces this process only: no pace file in the current folder.
+    settings = {"retries": args.retries, "timeout_s": args.timeout, "zenodo_pace_file": None}
     keep = {"family": args.family, "arch": args.arch, "train_set": args.train_set, "prefix": args.prefix,
             "extensions": tuple(args.ext) if args.ext else CHECKPOINT_EXTENSIONS}
     try:

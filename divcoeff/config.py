@@ -108,6 +108,13 @@ def _parse_bool(value: str, where: str) -> bool:
     return _BOOL[key]
 
 
+def sheet_path(value: str | Path, workflow_dir: str | Path) -> Path:
+    """The config's checkpoint_sheet: as given when it exists (run from the workflow folder, or an
+    absolute path), else under the workflow folder."""
+    p = Path(value)
+    return p if p.is_absolute() or p.exists() else Path(workflow_dir, p)
+
+
 def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.DataFrame:
     """Read and validate the checkpoint sheet; one error message per bad row names line, row name and field."""
     path = Path(path)

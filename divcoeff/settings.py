@@ -425,6 +425,11 @@ def workflow_settings(config: Mapping, where: str = "config") -> WorkflowSetting
         fetch=types.MappingProxyType(canonical(c["fetch"])))
 
 
+def fetch_settings(values: Mapping | None = None, where: str = "config fetch") -> dict:
+    """The ``fetch:`` section with the schema's defaults (a library caller may pass a partial one)."""
+    return complete("fetch", values, where)
+
+
 def benchmark_spec(spec: Mapping, where: str = "config benchmarks") -> dict:
     """A ``benchmarks:`` entry with the schema's defaults (glyph or published-files branch)."""
     return complete("benchmarks.*", spec, where)

@@ -15,7 +15,8 @@ rule fetch_benchmark_file:
         provenance="resources/benchmarks/{benchmark}/{filename}.provenance.json",
     params:
         source=lambda w: S.benchmarks[w.benchmark]["source"],
-        entry=lambda w: benchmark_file_entries(w.benchmark)[w.filename],
+        # Redacted (params are stored in plain text); the job reads the entry from the config.
+        entry=lambda w: redact_obj(benchmark_file_entries(w.benchmark)[w.filename]),
     wildcard_constraints:
         benchmark=FETCHED_BENCHMARKS_RE,
         filename=BENCHMARK_FILE_NAMES_RE,

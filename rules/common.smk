@@ -6,7 +6,8 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)  # the divcoeff library, also inside conda envs
 
 from divcoeff.codeversion import rule_code_versions
-from divcoeff.config import MADE_HERE, expand_sheet, load_sheet, validate_config
+from divcoeff.fetch.redact import redact, redact_obj
+from divcoeff.config import MADE_HERE, expand_sheet, load_sheet, sheet_path, validate_config
 from divcoeff.settings import SCHEMA_PATH, workflow_settings
 
 CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
@@ -20,14 +21,10 @@ S = workflow_settings(config, CONFIG_SOURCE)
 CODE = rule_code_versions()
 
 
-def _in_workflow(path):
-    """A relative path from the config: as given when it exists (run from the workflow folder), else under it."""
-    p = Path(path)
-    return p if p.is_absolute() or p.exists() else Path(workflow.basedir, p)
-
-
 SHEET = load_sheet(
-    _in_workflow(S.checkpoint_sheet), Path(workflow.basedir, "config/schemas/checkpoints.schema.yaml"), config
+    sheet_path(S.checkpoint_sheet, workflow.basedir),
+    Path(workflow.basedir, "config/schemas/checkpoints.schema.yaml"),
+    config,
 )
 # One row per checkpoint: a train/init sheet row stands for its replicates <name>-r<k>.
 CKPTS = expand_sheet(SHEET, S.training.replicates.as_dict(), S.checkpoint_sheet)

@@ -16,7 +16,9 @@ rule fetch_checkpoint:
         provenance="resources/checkpoints/{name}.pt.provenance.json",
     params:
         source=lambda w: CKPTS.loc[w.name, "source"],
-        uri=lambda w: CKPTS.loc[w.name, "uri"],
+        # Params are stored in .snakemake/metadata in plain text: the uri goes there redacted (a
+        # new password or token fetches the same file), and the job reads it from the sheet.
+        uri=lambda w: redact(CKPTS.loc[w.name, "uri"]),
         checksum=lambda w: CKPTS.loc[w.name, "checksum"],
     wildcard_constraints:
         name=FETCHED_CHECKPOINTS_RE,

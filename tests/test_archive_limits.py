@@ -80,9 +80,9 @@ def test_the_absolute_cap_applies_to_archives_whose_ratio_is_fine(tmp_path):
         zf.writestr("a/first.bin", b"x" * 4000, compress_type=zipfile.ZIP_STORED)
         zf.writestr("a/second.bin", b"y" * 4000, compress_type=zipfile.ZIP_STORED)
     with pytest.raises(ArchiveTooLargeError, match=r"member 'a/second.bin'.*archive_max_bytes 6,000"):
-        safe_extract(z, tmp_path / "out", limits=ExtractionLimits(max_bytes=6000))
+        safe_extract(z, tmp_path / "out", limits=ExtractionLimits.from_settings({"archive_max_bytes": 6000}))
     assert left_in(tmp_path) == ["a.zip"]
-    assert (safe_extract(z, tmp_path / "out", limits=ExtractionLimits(max_bytes=8000)) / "a/second.bin").exists()
+    assert (safe_extract(z, tmp_path / "out", limits=ExtractionLimits.from_settings({"archive_max_bytes": 8000})) / "a/second.bin").exists()
 
 
 def test_hard_links_count_as_the_copies_they_become(tmp_path):
@@ -132,7 +132,7 @@ def test_default_limits_come_from_the_fetch_settings(tmp_path):
     finally:
         set_default_limits(previous)
     assert default_limits() == previous
-    assert ExtractionLimits.from_settings({}) == ExtractionLimits()
+    assert ExtractionLimits.from_settings({}) == ExtractionLimits(64 * 2**30, 100.0)  # the schema's defaults
     assert safe_extract(z, tmp_path / "out").joinpath("f.bin").stat().st_size == 5000
 
 

@@ -25,7 +25,7 @@ def server():
 @pytest.fixture
 def settings(server):
     # backoff_s tiny: the retries themselves are what is tested, not the waiting.
-    return {"zenodo_url": server.url, "retries": 2, "timeout_s": 5, "backoff_s": 0.01}
+    return {"zenodo_url": server.url, "retries": 2, "timeout_s": 5, "backoff_s": 0.01, "zenodo_pace_file": None}
 
 
 def only_dest_left(dest):

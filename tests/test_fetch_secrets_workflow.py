@@ -1,6 +1,7 @@
 """Issue 15, secrets: the tiny study with a checkpoint sheet row whose url carries user:password@ and
 ?token=..., against a local server that insists on both: the secret is in no file under logs/,
-results/ or resources/ and not in Snakemake's console output, on success and on failure."""
+results/, resources/ or .snakemake/ (params, console log) and not in Snakemake's console output, on success
+and on failure."""
 import os
 import subprocess
 import sys
@@ -80,7 +81,8 @@ def test_tiny_study_with_a_credentialed_url_row_leaks_the_secret_nowhere(repo, t
         assert (work / "resources/checkpoints/url-broken.pt.part.json").exists()  # ... and the part kept
 
         needles = [PASSWORD.encode(), TOKEN.encode()]
-        for folder in ("logs", "results", "resources"):
+        # .snakemake holds the params of every job (metadata) and the console log (log): redacted too.
+        for folder in ("logs", "results", "resources", ".snakemake"):
             assert files_holding(work / folder, needles) == [], folder
         for out in (ok, failed):
             assert PASSWORD not in out.stdout + out.stderr and TOKEN not in out.stdout + out.stderr

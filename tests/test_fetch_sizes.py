@@ -23,7 +23,7 @@ def server():
 
 @pytest.fixture
 def settings(server):
-    return {"zenodo_url": server.url, "retries": 2, "timeout_s": 10, "backoff_s": 0.01}
+    return {"zenodo_url": server.url, "retries": 2, "timeout_s": 10, "backoff_s": 0.01, "zenodo_pace_file": None}
 
 
 def assert_nothing_kept(tmp_path, dest):

@@ -8,14 +8,16 @@ from divcoeff.fetch import fetch, provenance_path, redact
 from divcoeff.logs import log_to
 
 with log_to(snakemake.log[0]) as log:
-    entry = snakemake.params.entry
+    w = snakemake.wildcards
     out = snakemake.output
     # fetch() writes <file>.provenance.json itself, after the file is verified and in place.
     assert Path(out.provenance) == provenance_path(out.file), (out.provenance, out.file)
-    # A url entry may carry user:password@ or ?token=...: only the redacted form is ever shown.
-    log.info("benchmark %s, file %s: %s %s", snakemake.wildcards.benchmark, entry["name"], snakemake.params.source,
+    # The entry comes from the config, not from params (which Snakemake stores in plain text, so
+    # they hold it redacted): a url entry may carry user:password@ or ?token=....
+    entry = next(e for e in snakemake.config["benchmarks"][w.benchmark]["files"] if e["name"] == w.filename)
+    log.info("benchmark %s, file %s: %s %s", w.benchmark, entry["name"], snakemake.params.source,
              redact(entry["uri"]))
     # Settings come from the config, not params: retries and timeouts do not change the file, so
     # they stay out of the between-workflow cache key.
-    fetch(snakemake.params.source, entry["uri"], out.file, entry.get("checksum") or None,
-          settings=snakemake.config.get("fetch"))
+    fetch(snakemake.params.source, entry["uri"], out.file, entry["checksum"] or None,
+          settings=snakemake.config["fetch"])

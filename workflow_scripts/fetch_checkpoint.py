@@ -4,16 +4,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+from divcoeff.config import expand_sheet, load_sheet, sheet_path
 from divcoeff.fetch import fetch, provenance_path, redact
 from divcoeff.logs import log_to
+
+WORKFLOW = Path(snakemake.scriptdir).parent
 
 with log_to(snakemake.log[0]) as log:
     p = snakemake.params
     out = snakemake.output
+    name = snakemake.wildcards.name
     # fetch() writes <checkpoint>.provenance.json itself, after the checkpoint is in place.
     assert Path(out.provenance) == provenance_path(out.checkpoint), (out.provenance, out.checkpoint)
-    # A url row may carry user:password@ or ?token=...: only the redacted form is ever shown.
-    log.info("checkpoint %s: %s %s", snakemake.wildcards.name, p.source, redact(p.uri))
+    # The uri comes from the sheet, not from params (which Snakemake stores in plain text): a url
+    # row may carry user:password@ or ?token=..., and only the redacted form is ever shown.
+    config = snakemake.config
+    sheet = load_sheet(sheet_path(config["checkpoint_sheet"], WORKFLOW),
+                       WORKFLOW / "config/schemas/checkpoints.schema.yaml", config)
+    uri = expand_sheet(sheet, config["training"]["replicates"]).loc[name, "uri"]
+    if redact(uri) != p.uri:
+        raise RuntimeError(f"checkpoint {name}: the sheet's uri changed while the workflow ran; run it again")
+    log.info("checkpoint %s: %s %s", name, p.source, redact(uri))
     # The fetch settings come from the config, not from params: retries and timeouts do not
     # change the file, so they stay out of the between-workflow cache key.
-    fetch(p.source, p.uri, out.checkpoint, p.checksum or None, settings=snakemake.config.get("fetch"))
+    fetch(p.source, uri, out.checkpoint, p.checksum or None, settings=config["fetch"])

@@ -6,11 +6,11 @@ see divcoeff.fetch.sources for the URI forms and what each source is checked aga
 from .errors import ChecksumError, FetchError
 from .provenance import provenance_path, read_provenance
 from .redact import install_log_filter, redact
-from .sources import DEFAULT_SETTINGS, fetch
+from .sources import fetch
 
 # Every record these loggers make is redacted (our own lines, and urllib3's request lines, which
 # quote the path and query of a URL at DEBUG level).
 install_log_filter("divcoeff", "divcoeff.fetch", "urllib3.connectionpool")
 
-__all__ = ["fetch", "FetchError", "ChecksumError", "provenance_path", "read_provenance", "DEFAULT_SETTINGS",
+__all__ = ["fetch", "FetchError", "ChecksumError", "provenance_path", "read_provenance",
            "redact"]

@@ -37,6 +37,7 @@ from .. import __version__
 from .checksums import Checksum, hash_file, verify
 from .errors import ChecksumError, FetchError
 from .pace import Pacer
+from ..settings import fetch_settings
 from .redact import redact
 
 log = logging.getLogger("divcoeff.fetch")
@@ -48,17 +49,17 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """The `fetch:` section of the config, as far as HTTP is concerned."""
+    """The `fetch:` section of the config, as far as HTTP is concerned (defaults: the schema's)."""
 
-    retries: int = 4            # attempts after the first one
-    timeout_s: float = 60.0     # connect and read timeout of one request
-    backoff_s: float = 1.0      # wait before retry k is backoff_s * 2**k
-    max_backoff_s: float = 60.0
+    retries: int                # attempts after the first one
+    timeout_s: float            # connect and read timeout of one request
+    backoff_s: float            # wait before retry k is backoff_s * 2**k
+    max_backoff_s: float
 
     @classmethod
     def from_settings(cls, settings: dict | None) -> "HttpSettings":
-        s = settings or {}
-        return cls(**{k: s[k] for k in ("retries", "timeout_s", "backoff_s", "max_backoff_s") if s.get(k) is not None})
+        s = fetch_settings(settings)
+        return cls(**{k: s[k] for k in ("retries", "timeout_s", "backoff_s", "max_backoff_s")})
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         wait = self.backoff_s * 2 ** attempt

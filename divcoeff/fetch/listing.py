@@ -68,5 +68,5 @@ def hf_rows(repo_id: str, revision: str = "main", settings: dict | None = None, 
 
 def to_tsv(rows: list[dict], header: bool = True) -> str:
     lines = ["\t".join(SHEET_COLUMNS)] if header else []
-    lines += ["\t".join(str(r[c]) for c in SHEET_COLUMNS) for r in rows]
+    lines += ["\t".join(str(r.get(c, "")) for c in SHEET_COLUMNS) for r in rows]  # replicates: empty
     return "\n".join(lines) + ("\n" if lines else "")

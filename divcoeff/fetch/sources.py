@@ -25,17 +25,10 @@ from .hf import fetch_hf
 from .http import HttpSettings, download, session
 from .provenance import make_provenance, provenance_path, write_provenance
 from .redact import redact, redact_obj, register_url_secrets
-from .zenodo import GUEST_PACE, TOKEN_PACE, fetch_zenodo
+from .zenodo import fetch_zenodo
+from ..settings import fetch_settings
 
 log = logging.getLogger("divcoeff.fetch")
-
-# The `fetch:` section of config/schemas/config.schema.yaml, for callers without a config. One
-# difference: the schema puts the Zenodo pace file in resources/ (shared by the workflow's jobs);
-# a library caller without a config paces its own process only (None).
-DEFAULT_SETTINGS = {"zenodo_url": "https://zenodo.org", "retries": 4, "timeout_s": 60.0, "backoff_s": 1.0,
-                    "hf_endpoint": None, "hf_cache": None, "contact": None,
-                    "zenodo_pace": GUEST_PACE, "zenodo_token_pace": TOKEN_PACE, "zenodo_pace_file": None,
-                    "zenodo_max_wait_s": 3600.0}
 _URL = re.compile(r"^https?://\S+$")
 
 
@@ -83,7 +76,7 @@ def fetch(source: str, uri: str, dest: str | os.PathLike, checksum: str | None =
         raise FetchError(f"unknown source {source!r} for {uri!r}; expected one of {', '.join(HANDLERS)}{hint}")
     dest = Path(dest)
     register_url_secrets(uri)  # its password is masked wherever a library might quote it, decoded or not
-    settings = {**DEFAULT_SETTINGS, **{k: v for k, v in (settings or {}).items() if v is not None}}
+    settings = fetch_settings(settings)
     try:
         expected = parse_checksum(checksum, f"checksum of {source} {uri!r}")
     except ValueError as e:

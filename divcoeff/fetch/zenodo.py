@@ -27,14 +27,13 @@ from .errors import FetchError
 from .http import Download, HttpSettings, download, get_json, session
 from .pace import Pacer, windows_from
 from .redact import register_secret
+from ..settings import fetch_settings
 
 log = logging.getLogger("divcoeff.fetch")
 
-DEFAULT_BASE_URL = "https://zenodo.org"
 TOKEN_ENV = "ZENODO_TOKEN"
-# Zenodo's published REST API limits (requests, seconds), guests and token holders.
-GUEST_PACE = [{"requests": 60, "window_s": 60}, {"requests": 2000, "window_s": 3600}]
-TOKEN_PACE = [{"requests": 100, "window_s": 60}, {"requests": 5000, "window_s": 3600}]
+# The pace (Zenodo's published limits for guests and token holders) and the base URL default
+# in the schema's fetch: section (divcoeff.settings.fetch_settings).
 _URI = re.compile(r"^(\d+)/(.+)$")
 
 
@@ -47,17 +46,16 @@ class ZenodoClient:
     """
 
     def __init__(self, settings: dict | None = None):
-        s = settings or {}
-        self.base_url = (s.get("zenodo_url") or DEFAULT_BASE_URL).rstrip("/")
+        s = fetch_settings(settings)
+        self.base_url = s["zenodo_url"].rstrip("/")
         self.http_settings = HttpSettings.from_settings(s)
         self._token = os.environ.get(TOKEN_ENV) or None
         register_secret(self._token)
         key = "zenodo_token_pace" if self._token else "zenodo_pace"
-        spec = s.get(key) or (TOKEN_PACE if self._token else GUEST_PACE)
-        windows = windows_from(spec, f"fetch.{key}")
-        self.pacer = Pacer(f"Zenodo ({self.base_url})", windows, s.get("zenodo_pace_file"),
-                           max_wait_s=float(s.get("zenodo_max_wait_s") or 3600))
-        self.session = session(s.get("contact"))
+        windows = windows_from(s[key], f"fetch.{key}")
+        self.pacer = Pacer(f"Zenodo ({self.base_url})", windows, s["zenodo_pace_file"],
+                           max_wait_s=float(s["zenodo_max_wait_s"]))
+        self.session = session(s["contact"])
         self._host = urlsplit(self.base_url).netloc.lower()
 
     @property
@@ -104,7 +102,7 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def record_api_url(record_id: str, base_url: str = DEFAULT_BASE_URL) -> str:
+def record_api_url(record_id: str, base_url: str) -> str:
     return f"{base_url.rstrip('/')}/api/records/{record_id}"
 
 
