@@ -13,12 +13,29 @@ import pandas as pd
 import pytest
 import yaml
 
-from report_data import TRAIN_SETS, write_results
+from report_data import DESIGN_SEEDS, DESIGN_SETS, design_checkpoints, write_design_results
 
 WORKFLOW_PARTS = ["Snakefile", "rules", "config", "divcoeff", "workflow_scripts", "report", "envs"]
 # One metric keeps the test short (each plot job starts Python and matplotlib); the unit tests
 # cover the others, and all of them share the one rule.
 METRICS = ["accuracy"]
+
+
+def design_sheet_checkpoints() -> tuple[pd.DataFrame, list[dict]]:
+    """The sheet of the replicated design (one row per family x training set, its seeds as
+    replicates, and one control row) and the checkpoints it expands to, named as the workflow
+    names replicates (<row>-r<k>)."""
+    rows, checkpoints = [], []
+    for ck in design_checkpoints():
+        control = ck["role"] == "control"
+        row = ck["name"] if control else ck["name"].rsplit("-s", 1)[0]
+        if not rows or rows[-1]["name"] != row:
+            rows.append({"name": row, "family": ck["family"], "arch": ck["arch"],
+                         "source": "init" if control else "train", "uri": "", "checksum": "",
+                         "train_set": next(iter(DESIGN_SETS)) if control else ck["train_set"], "allow_pickle": "false",
+                         "replicates": 1 if control else DESIGN_SEEDS[ck["family"]]})
+        checkpoints.append({**ck, "name": f"{row}-r{ck['replicate'] or 0}"})
+    return pd.DataFrame(rows), checkpoints
 
 
 def report_workflow(repo: Path, root: Path) -> list[str]:
@@ -32,21 +49,21 @@ def report_workflow(repo: Path, root: Path) -> list[str]:
     # The repo's config, with exactly the training sets of the hand-made results.
     config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
     bench = next(iter(config["benchmarks"]))
-    config["train_sets"] = {ts: {"benchmarks": [bench]} for ts in TRAIN_SETS}
+    config["train_sets"] = {ts: {"benchmarks": [bench], "level": level} for ts, (level, *_) in DESIGN_SETS.items()}
     config["checkpoint_sheet"] = "config/checkpoints.tsv"
     config.setdefault("evaluation", {})["calibrate_temperature"] = True
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    rows = write_results(root)
-    sheet = pd.DataFrame([{"name": r["name"], "family": r["family"], "arch": r["arch"], "source": "train", "uri": "",
-                           "checksum": "", "train_set": r["train_set"], "allow_pickle": "false"} for r in rows])
+    sheet, checkpoints = design_sheet_checkpoints()
     sheet.to_csv(root / "config" / "checkpoints.tsv", sep="\t", index=False)
-    return ["results/summary.tsv"] + [f"results/figures/diversity_vs_{m}.{f}" for m in METRICS
-                                      for f in ("png", "pdf", "svg")]
+    write_design_results(root, checkpoints)
+    return ["results/summary.tsv", "results/correlation.tsv", "results/paired_comparison.tsv"] + [
+        f"results/figures/diversity_vs_{m}.{f}" for m in METRICS for f in ("png", "pdf", "svg")]
 
 
 def snakemake(root: Path, *args: str) -> subprocess.CompletedProcess:
     # targets before --allowed-rules: it takes any number of values
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", *args, "--allowed-rules", "summarize", "plot"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", *args, "--allowed-rules", "summarize", "statistics",
+           "plot"]
     out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
     return out
@@ -57,15 +74,19 @@ def test_report_rules_and_html_report(repo, tmp_path):
     targets = report_workflow(repo, tmp_path)
     snakemake(tmp_path, *targets)
     table = pd.read_csv(tmp_path / "results" / "summary.tsv", sep="\t")
-    assert len(table) == 12 and set(table["method"]) == {"logreg", "proto", "maml"}
+    # 18 PT checkpoints x 2 methods + 12 MAML + the control's 2 methods
+    assert len(table) == 50 and set(table["method"]) == {"logreg", "proto", "maml"}
+    assert (table["role"] == "control").sum() == 2 and table["replicate"].max() == 2
+    corr = pd.read_csv(tmp_path / "results" / "correlation.tsv", sep="\t")
+    assert set(corr["family"]) == {"pt", "maml"} and corr["n_train_sets"].max() == 6
     for t in targets:
         assert (tmp_path / t).stat().st_size > 1000, t
     assert "PT (logreg): r = +" in (tmp_path / "logs" / "report" / "plot_accuracy.log").read_text()
 
     snakemake(tmp_path, "--report", "report.html", *targets)
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
-    for name in ["summary.tsv", "diversity_vs_accuracy.png", "diversity_vs_accuracy.svg",
-                 "diversity_vs_accuracy.pdf"]:
+    for name in ["summary.tsv", "correlation.tsv", "paired_comparison.tsv", "diversity_vs_accuracy.png",
+                 "diversity_vs_accuracy.svg", "diversity_vs_accuracy.pdf"]:
         assert name in html, f"{name} not in the report"
     # the captions were rendered with the config's values (Jinja) and reached the HTML
     assert "Does the diversity" in html and "bootstrap" in html

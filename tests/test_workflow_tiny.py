@@ -70,18 +70,33 @@ def _planned_jobs(stdout):
     return jobs
 
 
-def test_a_new_sheet_row_runs_only_its_jobs_and_the_report(tiny_run, tmp_path):
-    repo, wd = tiny_run
+def test_a_new_sheet_row_runs_only_its_jobs_and_the_report(finished_run, tmp_path):
+    repo, wd = finished_run
     sheet = (repo / "config/tiny/checkpoints.tsv").read_text()
     new = tmp_path / "checkpoints.tsv"
-    new.write_text(sheet + "pt-tiny-1s-again\tpt\tresnet12\ttrain\t\t\ttiny-1s\tfalse\n")
+    new.write_text(sheet + "pt-tiny-1s-again\tpt\tresnet12\ttrain\t\t\ttiny-1s\tfalse\t\n")
     out = snakemake(repo, wd, "-n", "--config", f"checkpoint_sheet={new}")
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = _planned_jobs(out.stdout)
-    assert jobs.pop("train_checkpoint") == 1 and jobs.pop("evaluate") == 1
-    assert jobs.pop("summarize") == 1 and jobs.pop("all") == 1
+    # The row stands for training.replicates.pt = 2 seeds: two trainings, two evaluations.
+    assert jobs.pop("train_checkpoint") == 2 and jobs.pop("evaluate") == 2
+    assert jobs.pop("summarize") == 1 and jobs.pop("statistics") == 1 and jobs.pop("all") == 1
     assert set(jobs) <= {"plot"}, jobs    # nothing else: no diversity, data or other checkpoints
-    assert "results/eval/pt-tiny-1s-again.json" in out.stdout
+    assert "results/eval/pt-tiny-1s-again-r0.json" in out.stdout
+    assert "results/eval/pt-tiny-1s-again-r1.json" in out.stdout
+
+
+def test_adding_a_replicate_runs_only_its_jobs(finished_run, tmp_path):
+    repo, wd = finished_run
+    lines = (repo / "config/tiny/checkpoints.tsv").read_text().splitlines()
+    lines = [ln + "3" if ln.startswith("pt-tiny-1s\t") else ln for ln in lines]  # empty replicates (2) -> 3
+    sheet = tmp_path / "checkpoints.tsv"
+    sheet.write_text("\n".join(lines) + "\n")
+    out = snakemake(repo, wd, "-n", "--config", f"checkpoint_sheet={sheet}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = _planned_jobs(out.stdout)
+    assert jobs == {"train_checkpoint": 1, "evaluate": 1, "summarize": 1, "statistics": 1, "plot": 3, "all": 1}, jobs
+    assert "results/checkpoints/pt-tiny-1s-r2.pt" in out.stdout
 
 
 def test_a_corrupt_checkpoint_fails_alone_with_a_clear_log(tiny_run, tmp_path):
@@ -90,11 +105,11 @@ def test_a_corrupt_checkpoint_fails_alone_with_a_clear_log(tiny_run, tmp_path):
     bad.write_bytes(b"this is not a checkpoint")
     sheet = tmp_path / "checkpoints.tsv"
     sheet.write_text((repo / "config/tiny/checkpoints.tsv").read_text()
-                     + f"bad-ckpt\tpt\tresnet12\tfile\t{bad}\t\ttiny-1s\tfalse\n")
-    (wd / "results/eval/pt-tiny-all.json").unlink()     # a healthy job that must still run
+                     + f"bad-ckpt\tpt\tresnet12\tfile\t{bad}\t\ttiny-1s\tfalse\t\n")
+    (wd / "results/eval/pt-tiny-all-r0.json").unlink()     # a healthy job that must still run
     out = snakemake(repo, wd, "--keep-going", "--config", f"checkpoint_sheet={sheet}")
     assert out.returncode != 0
-    assert (wd / "results/eval/pt-tiny-all.json").exists()
+    assert (wd / "results/eval/pt-tiny-all-r0.json").exists()
     assert not (wd / "results/eval/bad-ckpt.json").exists()
     log = (wd / "logs/eval/bad-ckpt.log").read_text()
     assert "bad-ckpt.pt" in log
@@ -151,16 +166,20 @@ def test_compute_settings_rerun_nothing(finished_run, tmp_path):
 def test_result_settings_rerun_exactly_what_they_affect(finished_run, tmp_path):
     repo, wd = finished_run
     # A PT classifier setting: the two PT evaluations and the report, nothing of MAML, training or data.
+    report = {"summarize": 1, "statistics": 1, "plot": 3, "all": 1}
+    # A PT classifier setting: the PT evaluations (4 trained, 1 control) and the report; nothing of
+    # MAML, training or data.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, evaluation={"logreg_C": 0.5}))
-    assert jobs == {"evaluate": 2, "summarize": 1, "plot": 3, "all": 1}, jobs
+    assert jobs == {"evaluate": 5, **report}, jobs
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, evaluation={"maml": {"inner_lr": 0.05}}))
-    assert jobs == {"evaluate": 2, "summarize": 1, "plot": 3, "all": 1}, jobs
-    # A training setting: every checkpoint and its evaluation; diversity and data untouched.
+    assert jobs == {"evaluate": 2, **report}, jobs
+    # An optimiser setting: every trained checkpoint and its evaluation, not the untrained control;
+    # diversity and data untouched.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, training={"lr": 2e-3}))
-    assert jobs == {"train_checkpoint": 4, "evaluate": 4, "summarize": 1, "plot": 3, "all": 1}, jobs
+    assert jobs == {"train_checkpoint": 6, "evaluate": 6, **report}, jobs
     # A diversity setting: the two coefficients and the report.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, diversity={"bootstrap": 51}))
-    assert jobs == {"diversity": 2, "summarize": 1, "plot": 3, "all": 1}, jobs
+    assert jobs == {"diversity": 2, **report}, jobs
 
 
 def _copy_of_the_workflow(repo, dest):
@@ -186,4 +205,4 @@ def test_library_code_changes_rerun_the_rules_that_run_that_code(finished_run, t
     # Code is: every evaluation reruns, and the report after it; training, diversity and data do not.
     metrics.write_text(text + "\n\ndef _unused():\n    return 0\n")
     jobs = _dry_run(repo, wd, cfg, snakefile=copy / "Snakefile")
-    assert jobs == {"evaluate": 4, "summarize": 1, "plot": 3, "all": 1}, jobs
+    assert jobs == {"evaluate": 7, "summarize": 1, "statistics": 1, "plot": 3, "all": 1}, jobs
