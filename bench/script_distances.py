@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--dataset", default="results/data/glyphs")
     ap.add_argument("--tasks", type=int, default=96)
     ap.add_argument("--probe-checkpoint", help="a checkpoint file whose backbone is the probe (default: the config's probe)")
+    ap.add_argument("--probe-file", default="results/probe/probe.pt",
+                    help="the pretrained probe of rule train_probe (when the config's probe has weights: pool)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,7 +64,8 @@ def main() -> None:
     if args.probe_checkpoint:
         div = dataclasses.replace(div, probe=dataclasses.replace(div.probe, kind="checkpoint", checkpoint="cli"))
     master = cfg.get("seed", 0)
-    probe = build_probe(div.probe, derive_seed(master, div.seed, "diversity-probe"), args.probe_checkpoint)
+    path = args.probe_checkpoint or (args.probe_file if div.probe.pretrained_here else None)
+    probe = build_probe(div.probe, derive_seed(master, div.seed, "diversity-probe"), path)
 
     ds = IndexedDataset.load(args.dataset)
     spec = {"benchmarks": [ds.manifest["benchmark"]], "domains": "all", "images_per_class": div.shots + div.queries}

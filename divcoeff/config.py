@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,8 +34,23 @@ def load_schema(path: str | Path) -> dict:
         return yaml.safe_load(f)
 
 
+def _is_integer(checker, value) -> bool:
+    # JSON Schema counts 5.0 as an integer; a count written 5.0 is a typo here (it would name files
+    # "5.0way-..."), so only real integers pass.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(checker, value) -> bool:
+    # NaN and infinity are never a valid learning rate, probability or size.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+    {"integer": _is_integer, "number": _is_number})
+
+
 def _validator(schema: dict, fill_defaults: bool):
-    base = jsonschema.Draft202012Validator
+    base = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_STRICT_TYPES)
     if not fill_defaults:
         return base(schema)
     validate_properties = base.VALIDATORS["properties"]
@@ -56,6 +72,11 @@ def _field(error: jsonschema.ValidationError) -> str:
 def _describe(error: jsonschema.ValidationError) -> str:
     # oneOf/anyOf errors are vague at the top; the deepest sub-error says what is wrong.
     best = jsonschema.exceptions.best_match([error])
+    value = best.instance
+    if best.validator == "type" and isinstance(value, float) and not math.isfinite(value):
+        return f"{_field(best)}: {value} is not a finite number"
+    if best.validator == "type" and isinstance(value, float) and "integer" in str(best.validator_value):
+        return f"{_field(best)}: {value} is not an integer (write {int(value)} if that is what you mean)"
     return f"{_field(best)}: {best.message}"
 
 
@@ -86,6 +107,9 @@ def validate_config(config: dict, schema_path: str | Path, source: str = "config
     if config["evaluation"]["name"] in config["train_sets"]:
         raise ConfigError(f"{source}: evaluation.name {config['evaluation']['name']!r} is also a train set name; "
                           "the held-out view needs a name of its own")
+    _unique_ignoring_case(source, "benchmarks", list(benchmarks))
+    _unique_ignoring_case(source, "train_sets (and evaluation.name: they share results/views/)",
+                          [*config["train_sets"], config["evaluation"]["name"]])
     for name in (*config["train_sets"], config["evaluation"]["name"]):
         if name == RESERVED_VIEW:
             raise ConfigError(f"{source}: the view name {RESERVED_VIEW!r} is reserved for the probe's pool "
@@ -106,6 +130,16 @@ def _parse_bool(value: str, where: str) -> bool:
     if key not in _BOOL:
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     return _BOOL[key]
+
+
+def _unique_ignoring_case(source: str, what: str, names: list[str]) -> None:
+    """Names become file names: two that differ only in case collide on macOS and Windows."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise ConfigError(f"{source}: {what}: {other!r} and {name!r} differ only in case; their files would "
+                              "collide on a case-insensitive file system (macOS, Windows): rename one")
 
 
 def sheet_path(value: str | Path, workflow_dir: str | Path) -> Path:
@@ -144,9 +178,12 @@ def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.Da
             check_against_schema(row, schema, where)
         except ConfigError as e:
             raise ConfigError(str(e).replace("invalid configuration", "invalid checkpoint sheet row")) from None
-        if row["name"] in seen:
-            raise ConfigError(f"{where}: field 'name': {row['name']!r} already used on line {seen[row['name']]}")
-        seen[row["name"]] = i
+        key = row["name"].lower()  # names become file names: case-insensitive file systems collide
+        if key in seen:
+            first, line = seen[key]
+            same = "" if first == row["name"] else f" (as {first!r}: names may not differ only in case)"
+            raise ConfigError(f"{where}: field 'name': {row['name']!r} already used on line {line}{same}")
+        seen[key] = (row["name"], i)
         if row["train_set"] not in config["train_sets"]:
             raise ConfigError(f"{where}: field 'train_set': {row['train_set']!r} is not a train set of the config "
                               f"(known: {', '.join(config['train_sets'])})")

@@ -201,6 +201,7 @@ class ProbePoolSettings(Settings):
 
     benchmarks: tuple[str, ...]
     split: str
+    labels: str
     steps: int
     batch_size: int
     lr: float
@@ -301,6 +302,7 @@ class EvaluationSettings(Settings):
     calibrate_temperature: bool
     calibration_folds: int
     resize_to_checkpoint: bool
+    allow_overlap: bool
     maml: MamlEvalSettings
 
     # What each family's evaluation reads; the rest of the section does not change its results.

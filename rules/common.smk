@@ -28,6 +28,8 @@ SHEET = load_sheet(
 )
 # One row per checkpoint: a train/init sheet row stands for its replicates <name>-r<k>.
 CKPTS = expand_sheet(SHEET, S.training.replicates.as_dict(), S.checkpoint_sheet)
+# Training sets some checkpoint was trained on (or took its BatchNorm statistics from).
+USED_TRAIN_SETS = sorted(set(CKPTS["train_set"]))
 
 EVAL = S.evaluation
 DIV = S.diversity
@@ -85,11 +87,15 @@ def train_set_level(train_set):
 
 
 def view_inputs(wildcards):
-    """The indexed-dataset files of every benchmark a view draws from, named <benchmark>_<file>."""
+    """The indexed-dataset files of every benchmark a view draws from, named <benchmark>_<file>;
+    for the held-out view also the training sets' views it must not overlap (train_<set>)."""
     files = {}
     for b in view_spec(wildcards.view)["benchmarks"]:
         for kind, path in dataset_files(b).items():
             files[f"{b}_{kind}"] = path
+    if wildcards.view == EVAL.name:
+        for ts in USED_TRAIN_SETS:
+            files[f"train_{ts}"] = f"results/views/{ts}.tsv"
     return files
 
 

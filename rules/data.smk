@@ -58,6 +58,7 @@ rule build_view:
         min_ways=MIN_WAYS,
         # Training sets: every component must offer more than one distinct diversity task.
         task_shape=lambda w: [DIV.ways, DIV.shots + DIV.queries] if w.view in TRAIN_SETS else None,
+        allow_overlap=lambda w: EVAL.allow_overlap if w.view == EVAL.name else None,
         code=CODE["build_view"],
     wildcard_constraints:
         view=_alternatives(VIEWS),

@@ -112,3 +112,31 @@ def test_workflow_stops_on_a_bad_sheet_row(repo, tmp_path, config):
     out = _snakemake_dry_run(repo, tmp_path, ["--configfile", str(cfg)])
     assert out.returncode != 0
     assert "line 2 (row 'x'): field 'train_set': 'no-such-set'" in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    # A count written as a float passed JSON Schema's "integer" and failed later as "5.0way-...".
+    (lambda c: c["evaluation"].__setitem__("ways", 5.0), "evaluation.ways: 5.0 is not an integer (write 5"),
+    (lambda c: c["training"].__setitem__("lr", float("nan")), "training.lr: nan is not a finite number"),
+    (lambda c: c["training"]["maml"].__setitem__("inner_lr", float("inf")),
+     "training.maml.inner_lr: inf is not a finite number"),
+    (lambda c: c["diversity"].__setitem__("tasks", 2), "diversity.tasks: 2 is less than the minimum of 3"),
+    (lambda c: c["evaluation"].__setitem__("logreg_C", True), "evaluation.logreg_C: True is not of type 'number'"),
+])
+def test_numbers_are_what_they_say(repo, config, mutate, expected):
+    mutate(config)
+    with pytest.raises(ConfigError) as e:
+        validate_config(config, repo / SCHEMA, "my.yaml")
+    assert f"my.yaml: {expected}" in str(e.value)
+
+
+def test_names_may_not_differ_only_in_case(repo, config, tmp_path):
+    first = next(iter(config["train_sets"]))
+    config["train_sets"][first.upper()] = dict(config["train_sets"][first])
+    with pytest.raises(ConfigError, match=f"'{first}' and '{first.upper()}' differ only in case"):
+        validate_config(config, repo / SCHEMA, "c.yaml")
+    del config["train_sets"][first.upper()]
+    validate_config(config, repo / SCHEMA, "c.yaml")
+    rows = [f"ok\tpt\tresnet12\ttrain\t\t\t{first}\tfalse", f"Ok\tpt\tresnet12\ttrain\t\t\t{first}\tfalse"]
+    with pytest.raises(ConfigError, match=r"line 3 .*'Ok' already used on line 2 \(as 'ok': names may not differ"):
+        load_sheet(write_sheet(tmp_path, rows), repo / SHEET_SCHEMA, config)

@@ -117,3 +117,51 @@ def test_a_degenerate_level_is_refused_with_a_clear_error(tmp_path):
     assert table["component"].nunique() == 3
     table, _ = build_view("one-5", {**spec, "domains": 1, "classes": 5}, {"synth": ds}, seed=0, task_shape=(4, 10))
     assert table["label"].nunique() == 5
+
+
+def test_nested_draws_give_levels_that_hold_each_other(dataset, tmp_path):
+    """domains 1 < 2 < 4 of one draw: each set's components and classes hold the smaller set's
+    share of them (a prefix), the class budget is the same, and another draw is another chain."""
+    def view(k, draw=0):
+        table, meta = build_view(f"n{k}-{draw}", {"benchmarks": ["synth"], "domains": k, "draw": draw, "classes": 8,
+                                                  "nested": True}, {"synth": dataset}, seed=0)
+        return table, meta
+
+    tables = {k: view(k) for k in (1, 2, 4)}
+    comps = {k: meta["components"] for k, (_, meta) in tables.items()}
+    assert comps[2][:1] == comps[1] and comps[4][:2] == comps[2] and len(set(comps[4])) == 4
+    classes = {k: {c: set(t.loc[t["component"] == c, "class_name"]) for c in comps[k]} for k, (t, _) in tables.items()}
+    assert all(t["label"].nunique() == 8 for t, _ in tables.values())
+    assert classes[2][comps[1][0]] < classes[1][comps[1][0]]              # 4 of the 8 classes of level 1
+    assert classes[4][comps[2][1]] < classes[2][comps[2][1]]
+    assert view(2, draw=1)[1]["components"] != comps[2] or view(4, draw=1)[1]["components"] != comps[4]
+    # Not nested: each level is drawn on its own (the default).
+    flat = build_view("f4", {"benchmarks": ["synth"], "domains": 4, "classes": 8}, {"synth": dataset}, seed=0)[0]
+    assert flat["label"].nunique() == 8
+
+
+def test_too_many_ways_is_named_as_the_cause(dataset):
+    """20 classes per domain: 50-way tasks fit nowhere, and the hint names `ways`, not `classes`."""
+    with pytest.raises(ViewError, match=r"at least 50 usable classes each.*lower the largest `ways` \(50"):
+        build_view("w", {"benchmarks": ["synth"], "domains": 1, "classes": 10}, {"synth": dataset}, seed=0,
+                   min_classes_per_component=50)
+    with pytest.raises(ViewError, match=r"at least 30 usable classes.*lower `classes` / `domains`"):
+        build_view("c", {"benchmarks": ["synth"], "domains": 2, "classes": 60}, {"synth": dataset}, seed=0)
+
+
+def test_a_held_out_view_that_shares_data_with_a_training_set_is_refused(dataset):
+    from divcoeff.data.views import check_held_out, overlap
+
+    train, _ = build_view("tr", {"benchmarks": ["synth"], "split": "train", "domains": "all"}, {"synth": dataset},
+                          seed=0)
+    test, _ = build_view("te", {"benchmarks": ["synth"], "split": "test", "domains": "all"}, {"synth": dataset},
+                         seed=0)
+    same, _ = build_view("te2", {"benchmarks": ["synth"], "split": "train", "domains": 1, "classes": 5},
+                         {"synth": dataset}, seed=0)
+    assert overlap(test, train) == {"images": 0, "classes": 0}
+    assert check_held_out("te", test, {"tr": train}, allow_overlap=False) == {}
+    found = overlap(same, train)
+    assert found == {"images": len(same), "classes": 5}
+    with pytest.raises(ViewError, match=r"held-out view 'te2' shares data .*tr: \d+ images, 5 classes.*allow_overlap"):
+        check_held_out("te2", same, {"tr": train, "other": test}, allow_overlap=False)
+    assert check_held_out("te2", same, {"tr": train, "other": test}, allow_overlap=True) == {"tr": found}

@@ -206,3 +206,23 @@ def test_library_code_changes_rerun_the_rules_that_run_that_code(finished_run, t
     metrics.write_text(text + "\n\ndef _unused():\n    return 0\n")
     jobs = _dry_run(repo, wd, cfg, snakefile=copy / "Snakefile")
     assert jobs == {"evaluate": 7, "summarize": 1, "statistics": 1, "plot": 3, "all": 1}, jobs
+
+
+def test_a_held_out_split_that_overlaps_training_stops_the_run_unless_allowed(finished_run, tmp_path):
+    repo, wd = finished_run
+    cfg = _config_with(repo, tmp_path, evaluation={"split": "train"})
+    cmd = [*SNAKEMAKE, "-s", str(repo / "Snakefile"), "--directory", str(wd), "--configfile", str(cfg),
+           "--cores", "2"]
+    out = subprocess.run([*cmd, "results/views/tiny-heldout.tsv"], capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    log = (wd / "logs/data/build_view_tiny-heldout.log").read_text()
+    assert "held-out view 'tiny-heldout' shares data with training sets" in log and "tiny-1s:" in log
+    cfg = _config_with(repo, tmp_path, evaluation={"split": "train", "allow_overlap": True})
+    out = subprocess.run([*cmd[:-4], "--configfile", str(cfg), "--cores", "2", "results/summary.tsv"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = (wd / "results/summary.tsv").read_text()
+    assert "images, " in summary and "classes" in summary
+    # leave the run as the other tests expect it
+    out = snakemake(repo, wd)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -4,17 +4,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+import pandas as pd
+
 from divcoeff.data.indexed import IndexedDataset
-from divcoeff.data.views import build_view, write_view
+from divcoeff.data.views import build_view, check_held_out, write_view
 from divcoeff.logs import log_to
 
 with log_to(snakemake.log[0]) as log:
-    spec = dict(snakemake.params.spec)
+    p = snakemake.params
+    spec = dict(p.spec)
     datasets = {b: IndexedDataset.load(Path(snakemake.input[f"{b}_manifest"]).parent) for b in spec["benchmarks"]}
-    shape = snakemake.params.task_shape
-    table, meta = build_view(snakemake.wildcards.view, spec, datasets, seed=snakemake.params.seed,
-                             min_classes_per_component=snakemake.params.min_ways,
-                             task_shape=tuple(shape) if shape else None)
+    shape = p.task_shape
+    table, meta = build_view(snakemake.wildcards.view, spec, datasets, seed=p.seed,
+                             min_classes_per_component=p.min_ways, task_shape=tuple(shape) if shape else None)
+    if p.allow_overlap is not None:  # the held-out view: checked against every training set in use
+        train = {key[len("train_"):]: pd.read_csv(path, sep="\t", dtype={"benchmark": str, "class_name": str},
+                                                  keep_default_na=False)
+                 for key, path in snakemake.input.items() if key.startswith("train_")}
+        meta["overlap"] = check_held_out(meta["name"], table, train, p.allow_overlap)
+        if meta["overlap"]:
+            log.warning("held-out view %s overlaps training sets (evaluation.allow_overlap: true): %s",
+                        meta["name"], meta["overlap"])
     log.info("view %s: %d classes, %d images, components %s", meta["name"], meta["n_classes"],
              meta["n_images"], meta["resolved"]["classes_per_component"])
     write_view(snakemake.output.tsv, snakemake.output.meta, table, meta)

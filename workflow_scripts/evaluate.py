@@ -34,6 +34,8 @@ with log_to(snakemake.log[0]) as log:
         "episodes": snakemake.input.episodes,
         "view": view.name,
         "view_sha256": view.sha256,
+        # Data the held-out view shares with this checkpoint's training set (evaluation.allow_overlap).
+        "overlap": view.meta.get("overlap", {}).get(row["train_set"]),
         "n_episodes": episodes.n_episodes,
         "ways": episodes.ways,
         "shots": episodes.shots,

@@ -78,6 +78,8 @@ def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, 
         need = max(min_classes, math.ceil(n_classes_total / k)) if n_classes_total else min_classes
         return [c for c in available if comp_sizes[c] >= need]
 
+    if spec["nested"] and wanted != "all":
+        return _nested_components(name, int(wanted), spec["draw"], comp_sizes, n_classes_total, min_classes, seed)
     rng = numpy_rng(seed, "view-domains", wanted, spec["draw"])
     if wanted == "all":
         # Every component that can contribute at least `min_classes` (a whole N-way task); with a
@@ -91,13 +93,37 @@ def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, 
         k = int(wanted)
     pool = eligible(max(k, 1))
     if k < 1 or len(pool) < k:
-        need = max(min_classes, math.ceil(n_classes_total / max(k, 1))) if n_classes_total else min_classes
+        budget = math.ceil(n_classes_total / max(k, 1)) if n_classes_total else 0
+        need = max(min_classes, budget)
+        fix = (f"lower the largest `ways` ({min_classes}: evaluation.ways, diversity.ways, training.maml.ways), "
+               "since every domain must hold a whole N-way task" if min_classes >= budget
+               else "install more fonts, or lower `classes` / `domains` of this set in the config")
         raise ViewError(
             f"view {name!r}: needs {k or wanted} domain(s) with at least {need} usable classes each, but only "
-            f"{len(pool)} qualify ({', '.join(f'{c}: {comp_sizes[c]}' for c in available)}); "
-            "install more fonts, or lower `classes` / `domains` in the config")
+            f"{len(pool)} qualify ({', '.join(f'{c}: {comp_sizes[c]}' for c in available)}); {fix}")
     chosen = sorted(rng.permutation(pool)[:k].tolist())
     return chosen, (math.ceil(n_classes_total / k) if n_classes_total else 0)
+
+
+def _nested_components(name: str, k: int, draw: int, comp_sizes: pd.Series, n_classes_total: int | None,
+                       min_classes: int, seed: int) -> tuple[list[str], int]:
+    """The first `k` components of draw `draw`'s chain: a seeded order of the components in which
+    the i-th (from 0) can give ceil(classes / (i + 1)) classes, so the chain serves every level
+    it is cut at. Levels of one draw are then nested (the 2-script set holds the 1-script set):
+    going up a level adds scripts and nothing else changes by chance, so the levels differ by
+    diversity more than by which scripts a draw happened to pick."""
+    order = numpy_rng(seed, "view-domains-nested", draw).permutation(sorted(comp_sizes.index)).tolist()
+    chain = []
+    for i in range(k):
+        need = max(min_classes, math.ceil(n_classes_total / (i + 1))) if n_classes_total else min_classes
+        pick = next((c for c in order if c not in chain and comp_sizes[c] >= need), None)
+        if pick is None:
+            raise ViewError(
+                f"view {name!r}: a nested chain of {k} domains needs a domain with at least {need} usable classes "
+                f"at position {i + 1}, but none is left ({', '.join(f'{c}: {n}' for c, n in comp_sizes.items())}); "
+                "lower `classes` or `domains`, or set nested: false")
+        chain.append(pick)
+    return chain, (math.ceil(n_classes_total / k) if n_classes_total else 0)
 
 
 def check_not_degenerate(name: str, table: pd.DataFrame, ways: int, images_per_task_class: int) -> None:
@@ -140,12 +166,17 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
 
     rng = numpy_rng(seed, "view-classes", name)
     n_total = spec.get("classes")
+    nested = spec["nested"]
     keep = []
     for i, comp in enumerate(components):
         cands = per_class[per_class["component"] == comp].sort_values(key)
         if n_total:
             quota = n_total // len(components) + (1 if i < n_total % len(components) else 0)
-            cands = cands.iloc[np.sort(rng.choice(len(cands), quota, replace=False))]
+            if nested:  # a component's classes in an order of its own: a level's are a prefix of the one below's
+                order = numpy_rng(seed, "view-classes-nested", comp, spec["draw"]).permutation(len(cands))
+                cands = cands.iloc[np.sort(order[:quota])]
+            else:
+                cands = cands.iloc[np.sort(rng.choice(len(cands), quota, replace=False))]
         keep.append(cands[key])
     keep = pd.concat(keep, ignore_index=True)
     if n_total and len(keep) != n_total:
@@ -154,8 +185,10 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
     chosen = images.merge(keep, on=key).sort_values(["benchmark", "class_id", "image_id"])
     if ipc:
         parts = []
-        for _, grp in chosen.groupby(key, sort=True):
-            parts.append(grp.iloc[np.sort(rng.choice(len(grp), ipc, replace=False))])
+        for (bench, cid), grp in chosen.groupby(key, sort=True):
+            pick = (numpy_rng(seed, "view-images-nested", bench, cid).permutation(len(grp))[:ipc] if nested
+                    else rng.choice(len(grp), ipc, replace=False))
+            parts.append(grp.iloc[np.sort(pick)])
         chosen = pd.concat(parts)
     chosen = chosen.reset_index(drop=True)
     labels = {k: i for i, k in enumerate(sorted(set(zip(chosen["benchmark"], chosen["class_id"]))))}
@@ -188,6 +221,30 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
         "seed": seed,
     }
     return table, meta
+
+
+def overlap(held_out: pd.DataFrame, train: pd.DataFrame) -> dict[str, int]:
+    """Images and classes two view tables share (images by benchmark and image id, classes by
+    benchmark and class name)."""
+    def keys(t, cols):
+        return set(zip(*(t[c] for c in cols)))
+    return {"images": len(keys(held_out, ["benchmark", "image_id"]) & keys(train, ["benchmark", "image_id"])),
+            "classes": len(keys(held_out, ["benchmark", "class_name"]) & keys(train, ["benchmark", "class_name"]))}
+
+
+def check_held_out(name: str, table: pd.DataFrame, train_views: dict[str, pd.DataFrame],
+                   allow_overlap: bool) -> dict[str, dict[str, int]]:
+    """The held-out view may share no image and no class with a training set that a checkpoint was
+    trained on: else its accuracy measures memory, not few-shot learning. Returns the overlaps
+    found (empty when there are none); an overlap is an error unless `allow_overlap`."""
+    found = {ts: o for ts, t in sorted(train_views.items()) if any((o := overlap(table, t)).values())}
+    if found and not allow_overlap:
+        listed = "; ".join(f"{ts}: {o['images']} images, {o['classes']} classes" for ts, o in found.items())
+        raise ViewError(
+            f"held-out view {name!r} shares data with training sets of checkpoints in the sheet ({listed}): "
+            "evaluate on a split no training set uses (evaluation.split, evaluation.benchmarks), or set "
+            "evaluation.allow_overlap: true to evaluate anyway (summary.tsv and the plots then say so)")
+    return found
 
 
 def write_view(tsv_path: str | Path, json_path: str | Path, table: pd.DataFrame, meta: dict) -> None:

@@ -302,7 +302,11 @@ def scatter_plot(summary: pd.DataFrame, metric: str, *, pt_method: str = "logreg
     ax.set_ylabel(f"{axis.label}\n(marker: training set, mean over its seeds; vertical bar:\nrange over its seeds; "
                   "small faint points: single checkpoints)", fontsize=9)
     setting = _setting_line(summary)
-    ax.set_title(f"{axis.title} vs training-data diversity" + (f"\n{setting}" if setting else ""), fontsize=11)
+    title = f"{axis.title} vs training-data diversity" + (f"\n{setting}" if setting else "")
+    if "heldout_overlap" in summary and summary["heldout_overlap"].fillna("").astype(str).str.len().gt(0).any():
+        # evaluation.allow_overlap: say it where the answer is read, not only in the table
+        title += "\nWARNING: the held-out episodes share data with training sets (evaluation.allow_overlap)"
+    ax.set_title(title, fontsize=11)
     ax.grid(True, color="0.92", linewidth=0.8, zorder=0)
     ax.set_axisbelow(True)
 

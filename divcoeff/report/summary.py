@@ -22,7 +22,9 @@ Columns (`COLUMNS`, in this order):
 - final_train_loss, final_train_acc, train_steps: the training run's mean loss and accuracy
   over its last 10% of steps and its number of steps (empty for downloaded checkpoints and
   controls);
-- n_episodes, ways, shots, queries, probe, diversity_method, diversity_seed, eval_seed.
+- n_episodes, ways, shots, queries, probe, diversity_method, diversity_seed, eval_seed;
+  heldout_overlap: empty, or what the held-out view shares with the checkpoint's training set
+  ("12 images, 3 classes"; only with evaluation.allow_overlap: true).
 
 Units: accuracies are fractions in [0, 1] (as in the evaluation JSON); losses are in nats.
 """
@@ -53,11 +55,12 @@ COLUMNS = [
     *[f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")],
     "final_train_loss", "final_train_acc", "train_steps",
     "n_episodes", "ways", "shots", "queries",
-    "probe", "diversity_method", "diversity_seed", "eval_seed",
+    "probe", "diversity_method", "diversity_seed", "eval_seed", "heldout_overlap",
 ]
 INT_COLUMNS = ["replicate", "tasks", "train_steps", "n_episodes", "ways", "shots", "queries", "diversity_seed",
                "eval_seed"]
-TEXT_COLUMNS = ["checkpoint", "family", "arch", "role", "train_set", "level", "method", "probe", "diversity_method"]
+TEXT_COLUMNS = ["checkpoint", "family", "arch", "role", "train_set", "level", "method", "probe", "diversity_method",
+                "heldout_overlap"]
 
 _EPISODE_SEED = re.compile(r"-seed(\d+)\.json$")
 
@@ -160,6 +163,15 @@ def eval_seed(doc: Mapping) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def overlap_text(value: Any, where: str) -> str:
+    """The evaluation JSON's `overlap` ({images, classes} shared with the training set) as text."""
+    if not value:
+        return ""
+    if not isinstance(value, Mapping) or not all(isinstance(value.get(k), int) for k in ("images", "classes")):
+        raise ResultFileError(f"{where}: field 'overlap': expected {{images, classes}} counts, got {value!r}")
+    return f"{value['images']} images, {value['classes']} classes"
+
+
 def eval_rows(doc: Mapping, checkpoint: Mapping, where: str) -> list[dict]:
     """One dict per evaluation method of one evaluation JSON, checked against the sheet row."""
     name = checkpoint["name"]
@@ -180,6 +192,7 @@ def eval_rows(doc: Mapping, checkpoint: Mapping, where: str) -> list[dict]:
         "n_episodes": int(_number(doc, "n_episodes", where)),
         **{k: _optional_int(doc, k, where) for k in ("ways", "shots", "queries")},
         "eval_seed": eval_seed(doc),
+        "heldout_overlap": overlap_text(doc.get("overlap"), where),
         **training_fields(doc, where),
     }
     rows = []

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,16 +40,30 @@ def probe_inputs(view: View, image_size: int) -> torch.Tensor:
     return (x - mean) / std
 
 
+def probe_targets(view: View, labels: str) -> tuple[torch.Tensor, int]:
+    """(targets (n, heads), number of outputs): the view's class labels, its components' indices, or both."""
+    classes = view.labels()
+    domains = torch.from_numpy(pd.factorize(view.table["component"], sort=True)[0].astype("int64"))
+    if labels == "classes":
+        return classes[:, None], view.n_classes
+    if labels == "domains":
+        return domains[:, None], int(domains.max()) + 1
+    return torch.stack([classes, domains], 1), view.n_classes + int(domains.max()) + 1
+
+
 def train_probe(view: View, settings: ProbeSettings, *, seed: int, device: torch.device | str = "cpu") -> dict:
     """Pretrain a torchvision ResNet-18/34 on every class of `view`; returns the probe file's payload."""
     device = torch.device(device)
     pool = settings.pool
     started = time.perf_counter()
     build, _ = torchvision_constructor(settings.arch)
-    model = build(weights=None, num_classes=view.n_classes)
+    y, n_out = probe_targets(view, pool.labels)
+    model = build(weights=None, num_classes=n_out)
     seeded_reinit_(model, torch.Generator().manual_seed(derive_seed(seed, "init") % 2**63))
     model.to(device).train()
-    x, y = probe_inputs(view, settings.image_size).to(device), view.labels().to(device)
+    x, y = probe_inputs(view, settings.image_size).to(device), y.to(device)
+    heads = [(0, view.n_classes)] if pool.labels == "classes" else \
+        [(0, n_out)] if pool.labels == "domains" else [(0, view.n_classes), (view.n_classes, n_out)]
     log.info("probe: %s on %d images of %d classes (%s), %d steps x %d images, %dpx, device %s, %d threads",
              settings.arch, len(x), view.n_classes, view.name, pool.steps, pool.batch_size, settings.image_size,
              device, torch.get_num_threads())
@@ -58,12 +73,13 @@ def train_probe(view: View, settings: ProbeSettings, *, seed: int, device: torch
     for _ in range(pool.steps):
         idx = torch.from_numpy(next(batches)).to(device)
         logits = model(x[idx])
-        loss = F.cross_entropy(logits, y[idx])
+        # One cross-entropy per head (a slice of the logits); `both` adds the class and domain losses.
+        loss = sum(F.cross_entropy(logits[:, a:b], y[idx, h]) for h, (a, b) in enumerate(heads))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         with torch.no_grad():
-            acc = (logits.argmax(1) == y[idx]).float().mean()
+            acc = (logits[:, heads[0][0]:heads[0][1]].argmax(1) == y[idx, 0]).float().mean()
         progress.update(loss.item(), acc.item())
     history = progress.close()
     model.fc = nn.Identity()
