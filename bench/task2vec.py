@@ -46,8 +46,9 @@ def baseline_embed_task(probe: Probe, images: torch.Tensor, labels: torch.Tensor
     with torch.no_grad():  # nn.Linear's init, drawn from the task's head-init stream
         model.fc.weight.uniform_(-bound, bound, generator=streams["head_init"])
         model.fc.bias.uniform_(-bound, bound, generator=streams["head_init"])
-    model.train()
-    x = probe.preprocess(images)
+    dtype = next(probe.body.parameters()).dtype  # float32 as published; float64 in the exactness test
+    model.to(dtype).train()
+    x = probe.preprocess(images.to(dtype))
 
     def sampler(generator):  # class-balanced WeightedRandomSampler, batches, drop_last
         counts = torch.bincount(labels).double()

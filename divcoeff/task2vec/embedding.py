@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from divcoeff.models.probes import Probe
 from divcoeff.seeding import torch_generator
 from divcoeff.task2vec.fisher_exact import exact_fisher
-from divcoeff.task2vec.fisher_faithful import cache_features, fisher_batched, fisher_loop
+from divcoeff.task2vec.fisher_faithful import cache_features, fisher_montecarlo
 from divcoeff.task2vec.head import init_heads, train_heads
 from divcoeff.task2vec.trace import embedding_layout
 
@@ -113,7 +113,7 @@ def embed_batch(probe: Probe, images: torch.Tensor, labels: torch.Tensor, task_i
     labels = labels.to(torch.int64)
     streams = [task_streams(seed, t) for t in task_ids]
     gens = {name: [s[name] for s in streams] for name in STREAMS}
-    w0, b0 = init_heads(probe.feature_dim, ways, gens["head_init"], device)
+    w0, b0 = (h.to(x.dtype) for h in init_heads(probe.feature_dim, ways, gens["head_init"], device))
     if settings.method == "exact":
         per_layer = exact_fisher(probe, layers, x, labels, w0, b0, gens["head_sampler"], gens["labels"],
                                  head_epochs=settings.exact_head_epochs, epoch_images=settings.epoch_images,
@@ -125,10 +125,9 @@ def embed_batch(probe: Probe, images: torch.Tensor, labels: torch.Tensor, task_i
         w, b = train_heads(feats, labels, w0, b0, gens["head_sampler"], settings.head_epochs,
                            settings.epoch_images, settings.batch_size, settings.lr, settings.weight_decay)
         engine = faithful_engine(settings.engine, device)
-        fisher = fisher_batched if engine == "batched" else fisher_loop
-        kw = {"chunk_size": max(settings.chunk_size, settings.batch_size)} if engine == "batched" else {}
-        per_layer = fisher(probe, layers, x, labels.to(device), w, b, gens["fisher_sampler"], gens["labels"],
-                           settings.fisher_epochs, settings.epoch_images, settings.batch_size, **kw)
+        per_layer = fisher_montecarlo(probe, layers, x, labels.to(device), w, b, gens["fisher_sampler"],
+                                      gens["labels"], settings.fisher_epochs, settings.epoch_images,
+                                      settings.batch_size, tasks_per_pass=1 if engine == "loop" else T)
     return torch.cat(per_layer, 1).detach()
 
 
