@@ -303,6 +303,15 @@ def test_exact_matches_per_sample_reference(probe, draws):
     torch.testing.assert_close(mine, ref, rtol=2e-4, atol=1e-7 * float(ref.abs().max()))
 
 
+def test_exact_fisher_settings_read_the_exact_head_epochs():
+    from divcoeff.task2vec.fisher_exact import ExactFisherSettings
+
+    s = ExactFisherSettings.of(Task2VecSettings(head_epochs=10, exact_head_epochs=0, label_draws=3, chunk_size=7,
+                                                epoch_images=640, batch_size=32, lr=1e-3, weight_decay=0.0))
+    assert s == ExactFisherSettings(head_epochs=0, epoch_images=640, batch_size=32, lr=1e-3, weight_decay=0.0,
+                                    label_draws=3, chunk_size=7)
+
+
 def test_same_seed_same_embedding_other_seed_differs(probe, tiny_tasks):
     images, labels = tiny_tasks
     s = Task2VecSettings(method="exact", exact_head_epochs=1, epoch_images=64, batch_size=8, label_draws=1)

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from divcoeff.models.probes import Probe
 from divcoeff.seeding import torch_generator
-from divcoeff.task2vec.fisher_exact import exact_fisher
+from divcoeff.task2vec.fisher_exact import ExactFisherSettings, exact_fisher
 from divcoeff.task2vec.fisher_faithful import cache_features, fisher_montecarlo
 from divcoeff.task2vec.head import init_heads, train_heads
 from divcoeff.task2vec.trace import embedding_layout
@@ -116,10 +116,7 @@ def embed_batch(probe: Probe, images: torch.Tensor, labels: torch.Tensor, task_i
     w0, b0 = (h.to(x.dtype) for h in init_heads(probe.feature_dim, ways, gens["head_init"], device))
     if settings.method == "exact":
         per_layer = exact_fisher(probe, layers, x, labels, w0, b0, gens["head_sampler"], gens["labels"],
-                                 head_epochs=settings.exact_head_epochs, epoch_images=settings.epoch_images,
-                                 batch_size=settings.batch_size, lr=settings.lr,
-                                 weight_decay=settings.weight_decay, label_draws=settings.label_draws,
-                                 chunk_size=settings.chunk_size)
+                                 ExactFisherSettings.of(settings))
     else:
         feats = cache_features(probe, layers, x, settings.batch_size)
         w, b = train_heads(feats, labels, w0, b0, gens["head_sampler"], settings.head_epochs,
