@@ -65,7 +65,8 @@ def loop_logits(model, images, support_pos, query_pos, steps: int, lr: float, de
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--widths", default="16,32,64,128", help="ResNet-12 widths (the config's; published: 64,160,320,640)")
+    ap.add_argument("--widths", default="16,32,64,128",
+                    help="ResNet-12 widths (the config's; published: 64,160,320,640)")
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--episodes", type=int, default=40, help="episodes adapted by the project's inner loop")

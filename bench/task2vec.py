@@ -288,9 +288,10 @@ def main(argv=None) -> None:
         if args.baseline and k != BASELINE and k.startswith("faithful"):
             ratio = statistics.median(s[BASELINE][0] / s[k][0] for s in rounds)
             cpu_ratio = statistics.median(s[BASELINE][1] / s[k][1] for s in rounds)
+            diff = describe(differences(probe, embeddings[k], embeddings[BASELINE]))
             what = (f"published {median[BASELINE][0]:.3f} s/task, ours ({k}) {median[k][0]:.3f} s/task, "
                     f"speed-up {ratio:.2f}x (cpu time {cpu_ratio:.2f}x), median of {args.rounds} round(s) "
-                    f"of {T} task(s); embeddings differ by {describe(differences(probe, embeddings[k], embeddings[BASELINE]))}")
+                    f"of {T} task(s); embeddings differ by {diff}")
         figure(f"task2vec-{k}", device, f"{args.arch} {args.size} px, {what}")
 
     if args.float64_reference:

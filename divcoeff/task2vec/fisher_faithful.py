@@ -13,6 +13,31 @@ multiplicity, only the weight gradients the embedding needs, per task); same num
   shared and never updated);
 - ``batched``: the batches of all the tasks of a call in one pass, each normalised with its own
   statistics, every task's weight gradient formed from the shared backward pass.
+
+Float32: why implementations differ by up to ~1e-2, and what agrees. In float64 both engines
+equal the published code path (bench/task2vec.py ``baseline_embed_task``) to ~6e-13 relative on
+the same draws (tests/test_task2vec.py); so the math, copies and cropped taps included, is the
+published one. In float32 every implementation, the published code included, moves away from
+its own float64 value, and mostly not by accumulated rounding: a batch's gradient passes through
+thresholds - a ReLU mask (a pre-activation within rounding of 0), in principle also a max-pool
+choice or a sampled label (u within rounding of a softmax CDF step) - and one crossing reroutes a
+gradient, changing that batch's squares by up to a few 1e-2 of a layer's largest value (a
+ResNet-18 at 32 px has ~1M pre-activations per batch of ~47 images: a crossing every few
+batches). Measured on one real glyph task (random ResNet-18, 32 px, 156 batches, each batch
+compared with float64 on the same head and draws): the published code path crossed differently
+from float64 in 21 batches, ours in 28, both in 14 of those (float64 falls on the other side);
+each of the 9 such batches of ours examined held exactly one flipped ReLU mask (no max-pool or
+label flip); the other batches agree with float64 to ~2e-5 of the layer maximum, as they do
+in a probe too small to cross a threshold (test: 7e-6 to 1.2e-5). Two float32 implementations
+differ from each other wherever either crosses: after 156 batches ~1e-3 to 1e-2 of a layer's
+largest value, per entry more (bench/task2vec.py prints it, and with ``--float64-reference``
+each one's distance from float64: on 2 glyph tasks 1.9e-3 (published) and 1.4e-2 (ours) of the
+layer maximum, by which crossings each happened to make). That was also the old batched
+engine's "1e-2 in BatchNorm entries": its different order of summation crossed differently,
+while the old loop engine matched the published path to 9e-7 only because it ran the same
+kernels in the same order. Shrinking it would need float64 through the network (2-3x slower on
+CPU); accumulating BatchNorm's sums in float64, as torch's CPU kernels do, changed nothing
+measurable (median batch error 2.2e-5 vs 1.9e-5) and cost 8-14%, so it is not done.
 """
 from __future__ import annotations
 

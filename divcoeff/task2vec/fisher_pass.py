@@ -16,10 +16,12 @@ numbers up to float32 rounding:
    nothing else is computed (no BN bias, no head, no gradient w.r.t. the images).
 3. **Weight gradients that fit the layer's shape on CPU.** oneDNN's weight-gradient kernel is
    slow where the output is spatially tiny (measured, 1 thread, ~47 images: 512->512 3x3 on
-   1x1 maps 9.1 ms vs 2.4 ms as one im2col GEMM, 256->256 on 2x2 4.4 vs 3.1 ms); there the
+   1x1 maps 9.1 ms vs 2.4 ms as one im2col GEMM, 256->256 on 2x2 4.4 vs 3.1 ms, 512->512 on
+   3x3 41 vs 23 ms; on 4x4 maps oneDNN wins, 128->128 1.8 vs 3.8 ms); up to 3x3 outputs the
    gradient is formed as (output gradient) x (unfolded input)^T in one GEMM. Kernel taps that
    only ever see zero padding (a 3x3 convolution on a 1x1 map uses its centre only) are
-   cropped away: their weight gradient is exactly zero and they add exact zeros to the output.
+   cropped away: their weight gradient is exactly zero and they add exact zeros to the output;
+   a convolution whose kept kernel covers its whole unpadded input is a matrix product.
 
 What stays as published: train-mode BatchNorm with the statistics of each task's batch
 (biased variance, eps from the module), the same per-layer weights, float32.
@@ -36,8 +38,8 @@ from torch import nn
 from divcoeff.task2vec.trace import Layer
 
 # Output positions (Ho * Wo) up to which a CPU weight gradient is one im2col GEMM rather than
-# oneDNN's kernel (bench numbers in the module docstring; at 4x4 maps oneDNN is faster).
-GEMM_MAX_POSITIONS = 4
+# oneDNN's kernel (numbers in the module docstring: GEMM up to 3x3 outputs, oneDNN from 4x4).
+GEMM_MAX_POSITIONS = 9
 
 
 @dataclass(frozen=True)
