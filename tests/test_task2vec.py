@@ -222,6 +222,17 @@ def test_cropped_convolution_is_the_same_convolution():
     assert kept[7] == ((0, 3), (0, 3), False)           # every tap reaches some input
 
 
+def test_auto_engine_is_the_one_measured_faster():
+    from divcoeff.task2vec.embedding import faithful_engine
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert faithful_engine("auto", cpu, 32) == "batched" and faithful_engine("auto", cpu, 84) == "loop"
+    assert faithful_engine("auto", cuda, 84) == "batched"
+    assert faithful_engine("loop", cpu, 32) == "loop" and faithful_engine("batched", cpu, 84) == "batched"
+    with pytest.raises(ValueError, match="expected auto, loop or batched"):
+        faithful_engine("fast", cpu, 32)
+
+
 def test_task_embedding_does_not_depend_on_its_batch(probe, tiny_tasks):
     images, labels = tiny_tasks
     s = Task2VecSettings(method="exact", exact_head_epochs=1, epoch_images=64, batch_size=8, label_draws=2)

@@ -86,17 +86,26 @@ def task_streams(seed: int, task_id: int, device: torch.device | str = "cpu") ->
     return {"head_init": torch_generator(seed, "task2vec", "head_init"), **streams}
 
 
-def faithful_engine(setting: str, device: torch.device) -> str:
-    """Which faithful Fisher engine to use.
+# CPU inputs up to this size (px) run the faithful Fisher batched across tasks (see faithful_engine).
+CPU_BATCHED_MAX_SIZE = 32
 
-    Measured by bench/task2vec.py on this project's 2-core CPU (ResNet-18, 32 px, 100-image
-    tasks, 1 thread, 4 tasks per batch): 56 s/task batched vs 78-129 s/task for the plain loop
-    (the published baseline: 136-315 s/task, with a busy machine) - larger batches keep the
-    CPU's kernels busier than one 64-image batch at a time. On a GPU batching helps more."""
+
+def faithful_engine(setting: str, device: torch.device, image_size: int) -> str:
+    """Which faithful Fisher engine to use: the setting, or for ``auto`` the one measured faster.
+
+    CPU, measured with bench/task2vec.py (1 thread, real glyph tasks, random ResNet-18, alternating
+    rounds, CPU seconds per task): at 32 px with 8 tasks per pass ``batched`` 4.24 vs ``loop``
+    4.91 s/task (40 batches per task; 19.5 vs 20.6 with 2 tasks and the full 156) - one pass of
+    ~380 distinct images keeps oneDNN's kernels busier than ~47 at a time on spatially tiny maps;
+    at 84 px with 4 tasks ``loop`` 7.96 vs ``batched`` 8.94 s/task (10 batches) - the maps are big
+    enough already, and one task's activations stay in cache. CUDA: ``batched``, not measured
+    here (no GPU in reach); bench/gpu.sh times both engines at 32 and 84 px."""
     if setting in ("loop", "batched"):
         return setting
     if setting != "auto":
         raise ValueError(f"diversity.faithful.engine: expected auto, loop or batched, got {setting!r}")
+    if device.type == "cpu" and image_size > CPU_BATCHED_MAX_SIZE:
+        return "loop"
     return "batched"
 
 
@@ -121,7 +130,7 @@ def embed_batch(probe: Probe, images: torch.Tensor, labels: torch.Tensor, task_i
         feats = cache_features(probe, layers, x, settings.batch_size)
         w, b = train_heads(feats, labels, w0, b0, gens["head_sampler"], settings.head_epochs,
                            settings.epoch_images, settings.batch_size, settings.lr, settings.weight_decay)
-        engine = faithful_engine(settings.engine, device)
+        engine = faithful_engine(settings.engine, device, images.shape[-1])
         per_layer = fisher_montecarlo(probe, layers, x, labels.to(device), w, b, gens["fisher_sampler"],
                                       gens["labels"], settings.fisher_epochs, settings.epoch_images,
                                       settings.batch_size, tasks_per_pass=1 if engine == "loop" else T)
