@@ -129,7 +129,7 @@ def test_faithful_equals_published_code_path_in_float64(probe64, tiny_tasks, eng
     mine = embed_batch(probe64, images, labels, [0, 1], 5,
                        Task2VecSettings(method="faithful", engine=engine, **TINY)).numpy()
     assert mine.shape == (2, 9600) and mine.dtype == np.float64
-    np.testing.assert_allclose(mine, base, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(mine, base, rtol=1e-9, atol=1e-12 * np.abs(base).max())
 
 
 def odd_geometry_probe():
@@ -176,6 +176,52 @@ def test_batch_fisher_equals_autograd_on_the_batch_with_its_copies():
                                            atol=0, msg=layer.name)
     finally:
         model.eval()
+
+
+@pytest.mark.parametrize("conv", [dict(padding="same"), dict(padding=1, padding_mode="reflect"),
+                                  dict(padding=2, padding_mode="circular", dilation=2)])
+def test_batch_fisher_with_other_paddings_equals_autograd(conv):
+    from divcoeff.models.probes import Probe
+    from divcoeff.task2vec.fisher_faithful import batch_fisher
+
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(2, 4, 3, **conv), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten()).double()
+    probe = Probe(body.eval(), 4, 5, 2, (0.0, 0.0), (1.0, 1.0))
+    layers = embedding_layout(body)
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(1, 5, 2, 5, 5, generator=g, dtype=torch.float64)
+    w, b = torch.randn(1, 3, 4, generator=g, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64)
+    batch, u = torch.tensor([[0, 1, 1, 4, 2, 2]]), torch.rand(1, 6, generator=g, dtype=torch.float64)
+    fast = batch_fisher(probe, layers, images, w, b, [0], batch, u)
+    body.train()
+    out = body(images[0, batch[0]]) @ w[0].T
+    y = sample_labels(F.softmax(out.detach(), -1), u[0])
+    grads = torch.autograd.grad(F.cross_entropy(out, y), [layer.module.weight for layer in layers])
+    body.eval()
+    for layer, f, gr in zip(layers, fast, grads):
+        torch.testing.assert_close(f[0], gr.pow(2).reshape(layer.channels, -1).mean(1), rtol=1e-10, atol=0)
+
+
+def test_faithful_on_a_checkpoint_probe_equals_published_code_path_in_float64(tmp_path):
+    """ResNet-12 body (LeakyReLU, its own BatchNorm2d class, 1x1 shortcuts, 2x2 max-pools) at 16 px,
+    where the last stages run on 2x2 and 1x1 maps."""
+    from divcoeff.checkpoints import save_checkpoint
+    from divcoeff.models import ResNet12
+    from divcoeff.models.probes import checkpoint_probe
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ck.pt", ResNet12(widths=(4, 4, 8, 8), in_channels=1, num_classes=7), "pt",
+                    {"image_size": 16, "channels": 1, "mean": [0.5], "std": [0.25]})
+    probe = checkpoint_probe(str(tmp_path / "ck.pt"), "ck")
+    probe.body.double()
+    g = torch.Generator().manual_seed(2)
+    images = torch.rand(2, 12, 1, 16, 16, generator=g, dtype=torch.float64)
+    labels = torch.arange(3).repeat_interleave(4).repeat(2, 1)
+    base = np.stack([load_bench().baseline_embed_task(probe, images[t], labels[t], t, 5, **TINY) for t in (0, 1)])
+    for engine in ("loop", "batched"):
+        mine = embed_batch(probe, images, labels, [0, 1], 5, Task2VecSettings(method="faithful", engine=engine, **TINY))
+        np.testing.assert_allclose(mine.numpy(), base, rtol=1e-9, atol=1e-12 * np.abs(base).max())
 
 
 def test_batch_fisher_float32_is_within_float32_rounding_of_float64():

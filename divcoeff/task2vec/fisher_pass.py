@@ -149,13 +149,17 @@ def _kept_taps(size: int, k: int, stride: int, pad: int, dilation: int) -> tuple
     return t0, t1, new_pad
 
 
+def padded_explicitly(m: nn.Conv2d) -> bool:
+    """Padding that F.conv2d's own (symmetric zero) padding cannot do: 'same' / 'valid' strings,
+    reflect / replicate / circular modes. Such inputs are padded first (F.pad), as nn.Conv2d does."""
+    return isinstance(m.padding, str) or m.padding_mode != "zeros"
+
+
 def conv_shape(m: nn.Conv2d, height: int, width: int) -> ConvShape:
-    """How convolution `m` is run on (height, width) inputs."""
-    if isinstance(m.padding, str) or m.padding_mode != "zeros":
-        return ConvShape((0, m.kernel_size[0]), (0, m.kernel_size[1]), tuple(m.padding), tuple(m.stride),
-                         tuple(m.dilation))
-    r = _kept_taps(height, m.kernel_size[0], m.stride[0], m.padding[0], m.dilation[0])
-    c = _kept_taps(width, m.kernel_size[1], m.stride[1], m.padding[1], m.dilation[1])
+    """How convolution `m` is run on (height, width) inputs (already padded if padded_explicitly)."""
+    padding = (0, 0) if padded_explicitly(m) else tuple(m.padding)
+    r = _kept_taps(height, m.kernel_size[0], m.stride[0], padding[0], m.dilation[0])
+    c = _kept_taps(width, m.kernel_size[1], m.stride[1], padding[1], m.dilation[1])
     dense = (r[2], c[2]) == (0, 0) and (r[1] - r[0], c[1] - c[0]) == (height, width) and m.dilation == (1, 1)
     return ConvShape((r[0], r[1]), (c[0], c[1]), (r[2], c[2]), tuple(m.stride), tuple(m.dilation), dense)
 
@@ -242,6 +246,9 @@ class FisherPass(contextlib.AbstractContextManager):
         m: nn.Conv2d = layer.module
 
         def forward(x: torch.Tensor) -> torch.Tensor:
+            if padded_explicitly(m):
+                mode = "constant" if m.padding_mode == "zeros" else m.padding_mode
+                x = F.pad(x, m._reversed_padding_repeated_twice, mode=mode)
             key = (layer.name, x.shape[2], x.shape[3], m.weight._version)
             if key not in self.cache:
                 shape = conv_shape(m, x.shape[2], x.shape[3])
