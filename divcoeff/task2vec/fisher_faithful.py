@@ -120,7 +120,7 @@ def batch_fisher(probe: Probe, layers: list[Layer], images: torch.Tensor, weight
         offset += len(u)
     rows = RowGroups.from_counts(counts, dev, images.dtype)
     x = torch.cat([images[t, u.to(dev)] for t, u in zip(tasks, distinct)])
-    with torch.enable_grad(), FisherPass(layers, rows, cache) as fp:
+    with torch.enable_grad(), FisherPass(probe.body, layers, rows, cache) as fp:
         feats = probe.body(x)
         logits = torch.cat([feats[sl] @ weight[t].T + bias[t] for t, sl in zip(tasks, rows.slices())])
     probs = F.softmax(logits.detach(), -1)

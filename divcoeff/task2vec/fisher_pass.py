@@ -211,23 +211,62 @@ class _GroupConv(torch.autograd.Function):
         return gx, None, group_weight_grads(x, gy, weight, shape, ctx.rows), None, None
 
 
+class _MaxPoolChannelsLast(torch.autograd.Function):
+    """max_pool2d whose forward runs on a channels-last copy (torch's NCHW CPU forward kernel is
+    ~10x slower: 5.1 vs 0.44 ms for 47 x 64 x 16 x 16, 36 vs 3.1 ms at 42 x 42, 1 thread) and whose
+    backward is the NCHW kernel (faster than the channels-last one on an NCHW gradient). Indices
+    are positions within each channel's map, the same in either memory format, so this is
+    max_pool2d exactly (ties aside: any maximum may be chosen)."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
+        y, idx = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), kernel_size, stride, padding,
+                              dilation, ceil_mode=ceil_mode, return_indices=True)
+        idx = idx.contiguous()
+        ctx.save_for_backward(x, idx)
+        ctx.args = kernel_size, stride, padding, dilation, ceil_mode
+        return y.contiguous()
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, idx = ctx.saved_tensors
+        k, s, p, d, ceil = ctx.args
+        pair = torch.nn.modules.utils._pair
+        gx = torch.ops.aten.max_pool2d_with_indices_backward(gy.contiguous(), x, pair(k), pair(s), pair(p), pair(d),
+                                                            ceil, idx)
+        return gx, None, None, None, None, None
+
+
+def _channels_last_max_pool(m: nn.MaxPool2d):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.dim() != 4 or m.return_indices:
+            return type(m).forward(m, x)
+        return _MaxPoolChannelsLast.apply(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+
+    return forward
+
+
 class FisherPass(contextlib.AbstractContextManager):
-    """Within the block, the body's Conv2d / BatchNorm2d layers run as above for `rows`.
+    """Within the block, the body's Conv2d / BatchNorm2d layers run as above for `rows` (and its
+    MaxPool2d layers channels-last on CPU).
 
     After the forward pass, ``leaves()`` are the tensors to differentiate w.r.t. (layout order), and
     ``per_filter_sq(grads)`` turns their gradients into (G, C_l) per-filter means of squares."""
 
-    def __init__(self, layers: list[Layer], rows: RowGroups, cache: dict | None = None):
-        self.layers, self.rows = layers, rows
+    def __init__(self, body: nn.Module, layers: list[Layer], rows: RowGroups, cache: dict | None = None):
+        self.body, self.layers, self.rows = body, layers, rows
         self.cache = {} if cache is None else cache  # per input size: conv shapes, cropped weights
         self._leaves: dict[str, torch.Tensor] = {}
-        self._fans: dict[str, int] = {}
         self._patched: list[nn.Module] = []
 
     def __enter__(self) -> "FisherPass":
         for layer in self.layers:
             layer.module.forward = (self._conv_forward if layer.kind == "conv" else self._bn_forward)(layer)
             self._patched.append(layer.module)
+        for m in self.body.modules():
+            if isinstance(m, nn.MaxPool2d):
+                m.forward = _channels_last_max_pool(m)
+                self._patched.append(m)
         return self
 
     def __exit__(self, *exc) -> None:
