@@ -82,7 +82,7 @@ def test_tasks_of_one_domain_are_closer_than_tasks_of_two_and_same_seed_same_val
     (A 1-domain view against an all-domain view of the same class budget is not a fair unit test:
     with 30 classes in one domain against 10 per domain, the class pool alone moves the
     coefficient as much as the domains do; README "Known limits".)"""
-    settings = Task2VecSettings(method="exact", **SMALL)
+    settings = Task2VecSettings.from_flat(method="exact", **SMALL)
     view = make_view(domains="all", classes=30, classes_per_domain=60)
     assert len(view.meta["components"]) == 3
     eps = sample_episodes(view, ways=5, shots=5, queries=5, n=12, seed=0)
@@ -126,17 +126,17 @@ def test_noise_floor_is_zero_for_the_exact_method_and_positive_for_the_published
     published Monte-Carlo Fisher (sampled labels, resampled batches, a trained head) does not."""
     view = make_view(domains="all")
     eps = sample_episodes(view, ways=5, shots=2, queries=2, n=3, seed=0)
-    exact = Task2VecSettings(method="exact", **SMALL)
+    exact = Task2VecSettings.from_flat(method="exact", **SMALL)
     s, emb = diversity_of_episodes(view, eps, probe, exact, seed=3, tasks=3, bootstrap=0, progress=False,
                                    noise_floor_tasks=2)
     assert s["noise_floor"] == 0.0 and s["noise_floor_tasks"] == 2
     # Sampled labels are random draws: the floor is no longer 0 but stays below the distances
     # between different tasks.
-    sampled = Task2VecSettings(method="exact", **{**SMALL, "label_draws": 1})
+    sampled = Task2VecSettings.from_flat(method="exact", **{**SMALL, "label_draws": 1})
     s, emb = diversity_of_episodes(view, eps, probe, sampled, seed=3, tasks=3, bootstrap=0, progress=False,
                                    noise_floor_tasks=3)
     assert 0 < s["noise_floor"] < s["coefficient"], (s["noise_floor"], s["coefficient"])
-    faithful = Task2VecSettings(method="faithful", **{**SMALL, "head_epochs": 1, "epoch_images": 64,
+    faithful = Task2VecSettings.from_flat(method="faithful", **{**SMALL, "head_epochs": 1, "epoch_images": 64,
                                                        "batch_size": 16})
     s, _ = diversity_of_episodes(view, eps, probe, faithful, seed=3, tasks=2, bootstrap=0, progress=False,
                                  noise_floor_tasks=1)

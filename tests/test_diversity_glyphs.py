@@ -32,7 +32,7 @@ def test_glyph_tasks_of_one_script_are_nearer_than_tasks_of_two(glyph_view):
     T = 16
     eps = sample_episodes(glyph_view, ways=5, shots=5, queries=5, n=T, seed=1)
     probe = torchvision_probe("resnet18", "random", 32, seed=0)
-    settings = Task2VecSettings(method="exact", exact_head_epochs=0, label_draws=0)  # the embedded default
+    settings = Task2VecSettings.from_flat(method="exact", exact_head_epochs=0, label_draws=0)  # the embedded default
     _, emb = diversity_of_episodes(glyph_view, eps, probe, settings, seed=3, tasks=T, bootstrap=10, progress=False)
     d = normalized_cosine_distances(emb)
     i, j = np.triu_indices(T, 1)

@@ -112,21 +112,176 @@ def test_batched_heads_equal_heads_trained_one_at_a_time():
 TINY = dict(head_epochs=1, epoch_images=32, batch_size=8)
 
 
-@pytest.mark.parametrize("engine,n_tasks", [("loop", 1), ("batched", 2)])
-def test_faithful_matches_bench_baseline(probe, tiny_tasks, engine, n_tasks):
-    images, labels = (t[:n_tasks] for t in tiny_tasks)
+@pytest.fixture(scope="module")
+def probe64():
+    """The same probe in float64: there the fast engines must equal the published code path to
+    float64 rounding, which checks their math (copies, weighted BatchNorm, cropped taps) exactly."""
+    p = torchvision_probe("resnet18", "random", 32, seed=3)
+    p.body.double()
+    return p
+
+
+@pytest.mark.parametrize("engine", ["loop", "batched"])
+def test_faithful_equals_published_code_path_in_float64(probe64, tiny_tasks, engine):
+    images, labels = tiny_tasks[0].double(), tiny_tasks[1]
     bench = load_bench()
-    ids = list(range(n_tasks))
-    base = np.stack([bench.baseline_embed_task(probe, images[t], labels[t], t, 5, **TINY) for t in ids])
-    mine = embed_batch(probe, images, labels, ids, 5,
-                       Task2VecSettings(method="faithful", engine=engine, **TINY)).numpy()
-    assert mine.shape == (n_tasks, 9600)
-    np.testing.assert_allclose(mine, base, rtol=2e-4, atol=1e-6 * np.abs(base).max())
+    base = np.stack([bench.baseline_embed_task(probe64, images[t], labels[t], t, 5, **TINY) for t in (0, 1)])
+    mine = embed_batch(probe64, images, labels, [0, 1], 5,
+                       Task2VecSettings.from_flat(method="faithful", engine=engine, **TINY)).numpy()
+    assert mine.shape == (2, 9600) and mine.dtype == np.float64
+    np.testing.assert_allclose(mine, base, rtol=1e-9, atol=1e-12 * np.abs(base).max())
+
+
+def odd_geometry_probe():
+    """Every path of the fast pass: oneDNN (4x4 maps) and GEMM (2x2) weight gradients, kernel taps
+    that only see padding (5x5 on 2x2, 3x3 on 1x1), dense convolutions, a strided 1x1, a bias."""
+    from divcoeff.models.probes import Probe
+
+    g = torch.Generator().manual_seed(4)
+    body = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, bias=True), nn.BatchNorm2d(4), nn.ReLU(),     # 4x4
+        nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.BatchNorm2d(6), nn.ReLU(),      # -> 2x2
+        nn.Conv2d(6, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(),                # 2x2, taps 1..3 kept
+        nn.Conv2d(6, 8, 1, stride=2),                                               # strided 1x1 -> 1x1
+        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),                # 1x1: centre only
+        nn.Flatten()).double()
+    with torch.no_grad():
+        for m in body.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=torch.float64) * 0.5)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=g), m.bias.uniform_(-0.5, 0.5, generator=g)
+    return Probe(body.eval(), 8, 4, 2, (0.0, 0.0), (1.0, 1.0))
+
+
+def test_batch_fisher_equals_autograd_on_the_batch_with_its_copies():
+    from divcoeff.task2vec.fisher_faithful import batch_fisher
+
+    probe = odd_geometry_probe()
+    layers = embedding_layout(probe.body)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 6, 2, 4, 4, generator=g, dtype=torch.float64)
+    w, b = torch.randn(2, 3, 8, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
+    batch = torch.tensor([[0, 3, 3, 5, 1, 3, 0, 2], [4, 4, 4, 4, 1, 2, 2, 5]])  # copies; 5 and 4 distinct
+    u = torch.rand(2, 8, generator=g, dtype=torch.float64)
+    fast = batch_fisher(probe, layers, images, w, b, [0, 1], batch, u)
+    model = probe.body.train()
+    try:
+        for t in range(2):
+            out = model(images[t, batch[t]]) @ w[t].T + b[t]
+            y = sample_labels(F.softmax(out.detach(), -1), u[t])
+            grads = torch.autograd.grad(F.cross_entropy(out, y), [layer.module.weight for layer in layers])
+            for layer, f, gr in zip(layers, fast, grads):
+                torch.testing.assert_close(f[t], gr.pow(2).reshape(layer.channels, -1).mean(1), rtol=1e-10,
+                                           atol=0, msg=layer.name)
+    finally:
+        model.eval()
+
+
+@pytest.mark.parametrize("conv", [dict(padding="same"), dict(padding=1, padding_mode="reflect"),
+                                  dict(padding=2, padding_mode="circular", dilation=2)])
+def test_batch_fisher_with_other_paddings_equals_autograd(conv):
+    from divcoeff.models.probes import Probe
+    from divcoeff.task2vec.fisher_faithful import batch_fisher
+
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(2, 4, 3, **conv), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten()).double()
+    probe = Probe(body.eval(), 4, 5, 2, (0.0, 0.0), (1.0, 1.0))
+    layers = embedding_layout(body)
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(1, 5, 2, 5, 5, generator=g, dtype=torch.float64)
+    w, b = torch.randn(1, 3, 4, generator=g, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64)
+    batch, u = torch.tensor([[0, 1, 1, 4, 2, 2]]), torch.rand(1, 6, generator=g, dtype=torch.float64)
+    fast = batch_fisher(probe, layers, images, w, b, [0], batch, u)
+    body.train()
+    out = body(images[0, batch[0]]) @ w[0].T
+    y = sample_labels(F.softmax(out.detach(), -1), u[0])
+    grads = torch.autograd.grad(F.cross_entropy(out, y), [layer.module.weight for layer in layers])
+    body.eval()
+    for layer, f, gr in zip(layers, fast, grads):
+        torch.testing.assert_close(f[0], gr.pow(2).reshape(layer.channels, -1).mean(1), rtol=1e-10, atol=0)
+
+
+def test_faithful_on_a_checkpoint_probe_equals_published_code_path_in_float64(tmp_path):
+    """ResNet-12 body (LeakyReLU, its own BatchNorm2d class, 1x1 shortcuts, 2x2 max-pools) at 16 px,
+    where the last stages run on 2x2 and 1x1 maps."""
+    from divcoeff.checkpoints import save_checkpoint
+    from divcoeff.models import ResNet12
+    from divcoeff.models.probes import checkpoint_probe
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ck.pt", ResNet12(widths=(4, 4, 8, 8), in_channels=1, num_classes=7), "pt",
+                    {"image_size": 16, "channels": 1, "mean": [0.5], "std": [0.25]})
+    probe = checkpoint_probe(str(tmp_path / "ck.pt"), "ck")
+    probe.body.double()
+    g = torch.Generator().manual_seed(2)
+    images = torch.rand(2, 12, 1, 16, 16, generator=g, dtype=torch.float64)
+    labels = torch.arange(3).repeat_interleave(4).repeat(2, 1)
+    base = np.stack([load_bench().baseline_embed_task(probe, images[t], labels[t], t, 5, **TINY) for t in (0, 1)])
+    for engine in ("loop", "batched"):
+        mine = embed_batch(probe, images, labels, [0, 1], 5, Task2VecSettings.from_flat(method="faithful", engine=engine, **TINY))
+        np.testing.assert_allclose(mine.numpy(), base, rtol=1e-9, atol=1e-12 * np.abs(base).max())
+
+
+def test_batch_fisher_float32_is_within_float32_rounding_of_float64():
+    """The fast pass's arithmetic in float32 (weighted BatchNorm, GEMM and cropped gradients) against
+    the same pass in float64, on a probe too small to cross a ReLU or max-pool threshold by
+    rounding (fisher_faithful: those flips, not the arithmetic, are what moves float32 results
+    of any implementation by up to ~1e-2). Measured: 7e-6 (1 thread) to 1.2e-5 (2 threads) of each
+    layer's largest value; the bound leaves room for other CPUs' kernels."""
+    from divcoeff.task2vec.fisher_faithful import batch_fisher
+
+    probe64 = odd_geometry_probe()
+    probe32 = odd_geometry_probe()
+    probe32.body.float()
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 6, 2, 4, 4, generator=g, dtype=torch.float64)
+    w, b = torch.randn(2, 3, 8, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
+    batch = torch.tensor([[0, 3, 3, 5, 1, 3, 0, 2], [4, 4, 4, 4, 1, 2, 2, 5]])
+    u = torch.rand(2, 8, generator=g)
+    f64 = batch_fisher(probe64, embedding_layout(probe64.body), images, w, b, [0, 1], batch, u.double())
+    f32 = batch_fisher(probe32, embedding_layout(probe32.body), images.float(), w.float(), b.float(), [0, 1], batch, u)
+    for a, ref in zip(f32, f64):
+        assert a.dtype == torch.float32
+        assert float(((a.double() - ref).abs() / ref.abs().amax(1, keepdim=True)).max()) < 2e-4
+
+
+def test_cropped_convolution_is_the_same_convolution():
+    from divcoeff.task2vec.fisher_pass import conv_shape
+
+    g = torch.Generator().manual_seed(1)
+    cases = [(3, 1, 1, 1, 1), (3, 2, 1, 2, 2), (5, 1, 2, 2, 2), (5, 2, 2, 1, 1), (3, 1, 1, 1, 5), (7, 2, 3, 32, 32),
+             (3, 1, 0, 3, 3), (3, 1, 1, 2, 2)]
+    kept = []
+    for k, stride, pad, h, wd in cases:
+        m = nn.Conv2d(2, 3, k, stride, pad, bias=False).double()
+        x = torch.randn(2, 2, h, wd, generator=g, dtype=torch.float64)
+        s = conv_shape(m, h, wd)
+        w = m.weight[:, :, s.rows[0]:s.rows[1], s.cols[0]:s.cols[1]]
+        torch.testing.assert_close(F.conv2d(x, w, None, s.stride, s.padding, s.dilation), m(x), rtol=1e-12, atol=0)
+        kept.append((s.rows, s.cols, s.dense))
+    assert kept[0] == ((1, 2), (1, 2), True)            # 3x3 on a 1x1 map: its centre, a matrix product
+    assert kept[1] == ((1, 3), (1, 3), True)            # 3x3 stride 2 on 2x2 -> 1x1: a 2x2 kernel
+    assert kept[4] == ((1, 2), (0, 3), False)           # one axis cropped
+    assert kept[5] == ((0, 7), (0, 7), False)           # nothing to crop
+    assert kept[7] == ((0, 3), (0, 3), False)           # every tap reaches some input
+
+
+def test_auto_engine_is_the_one_measured_faster():
+    from divcoeff.task2vec.embedding import faithful_engine
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert faithful_engine("auto", cpu, 32) == "batched" and faithful_engine("auto", cpu, 84) == "loop"
+    assert faithful_engine("auto", cuda, 84) == "batched"
+    assert faithful_engine("loop", cpu, 32) == "loop" and faithful_engine("batched", cpu, 84) == "batched"
+    with pytest.raises(ValueError, match="expected auto, loop or batched"):
+        faithful_engine("fast", cpu, 32)
 
 
 def test_task_embedding_does_not_depend_on_its_batch(probe, tiny_tasks):
     images, labels = tiny_tasks
-    s = Task2VecSettings(method="exact", exact_head_epochs=1, epoch_images=64, batch_size=8, label_draws=2)
+    s = Task2VecSettings.from_flat(method="exact", exact_head_epochs=1, epoch_images=64, batch_size=8, label_draws=2)
     both = embed_batch(probe, images, labels, [10, 11], 5, s)
     alone = embed_batch(probe, images[1:], labels[1:], [11], 5, s)
     torch.testing.assert_close(both[1], alone[0], rtol=1e-4, atol=1e-9)
@@ -140,7 +295,7 @@ def test_every_task_starts_from_the_same_head_so_equal_tasks_embed_equally(probe
     assert torch.equal(heads[0][0], heads[1][0]) and torch.equal(heads[0][1], heads[1][1])
     images, labels = tiny_tasks
     relabelled = (labels[:1] + 1) % 3
-    s = Task2VecSettings(method="exact", exact_head_epochs=0, label_draws=0)
+    s = Task2VecSettings.from_flat(method="exact", exact_head_epochs=0, label_draws=0)
     a = embed_batch(probe, images[:1], labels[:1], [0], 5, s)
     b = embed_batch(probe, images[:1], relabelled, [9], 5, s)
     other = embed_batch(probe, images[1:], labels[1:], [0], 5, s)
@@ -197,15 +352,24 @@ def test_exact_matches_per_sample_reference(probe, draws):
     g = torch.Generator().manual_seed(2)
     images = torch.rand(1, 6, 3, 32, 32, generator=g)
     labels = torch.tensor([[0, 0, 1, 1, 2, 2]])
-    s = Task2VecSettings(method="exact", exact_head_epochs=0, label_draws=draws, chunk_size=4)
+    s = Task2VecSettings.from_flat(method="exact", exact_head_epochs=0, label_draws=draws, chunk_size=4)
     mine = embed_batch(probe, images, labels, [4], 9, s)[0]
     ref = reference_exact_fisher(probe, images[0], labels[0], 4, 9, draws=draws)
     torch.testing.assert_close(mine, ref, rtol=2e-4, atol=1e-7 * float(ref.abs().max()))
 
 
+def test_exact_fisher_settings_read_the_exact_head_epochs():
+    from divcoeff.task2vec.fisher_exact import ExactFisherSettings
+
+    s = ExactFisherSettings.of(Task2VecSettings.from_flat(head_epochs=10, exact_head_epochs=0, label_draws=3, chunk_size=7,
+                                                epoch_images=640, batch_size=32, lr=1e-3, weight_decay=0.0))
+    assert s == ExactFisherSettings(head_epochs=0, epoch_images=640, batch_size=32, lr=1e-3, weight_decay=0.0,
+                                    label_draws=3, chunk_size=7)
+
+
 def test_same_seed_same_embedding_other_seed_differs(probe, tiny_tasks):
     images, labels = tiny_tasks
-    s = Task2VecSettings(method="exact", exact_head_epochs=1, epoch_images=64, batch_size=8, label_draws=1)
+    s = Task2VecSettings.from_flat(method="exact", exact_head_epochs=1, epoch_images=64, batch_size=8, label_draws=1)
     a = embed_batch(probe, images[:1], labels[:1], [0], 1, s)
     b = embed_batch(probe, images[:1], labels[:1], [0], 1, s)
     c = embed_batch(probe, images[:1], labels[:1], [0], 2, s)
@@ -243,6 +407,6 @@ def test_checkpoint_probe_drops_head_and_embeds(tmp_path):
     assert not any("cls" in layer.name for layer in embedding_layout(probe.body))
     images = torch.rand(2, 6, 1, 16, 16)
     labels = torch.tensor([[0, 0, 1, 1, 2, 2]] * 2)
-    emb = embed_batch(probe, images, labels, [0, 1], 1, Task2VecSettings(method="exact", exact_head_epochs=0,
+    emb = embed_batch(probe, images, labels, [0, 1], 1, Task2VecSettings.from_flat(method="exact", exact_head_epochs=0,
                                                                          label_draws=0))
     assert emb.shape == (2, 192) and torch.isfinite(emb).all() and (emb >= 0).all()

@@ -64,6 +64,9 @@ def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, 
     n_classes_total = spec.get("classes")
     comp_sizes = per_class.groupby("component").size()
     available = sorted(comp_sizes.index)
+    if not available:
+        raise ViewError(f"view {name!r}: no class of split {spec['split']!r} has {spec.get('images_per_class')} "
+                        "images (images_per_class): lower it, or render more images per class")
     wanted = spec["domains"]
     if isinstance(wanted, list):
         by_domain = {c.split("/", 1)[-1]: c for c in available}

@@ -3,7 +3,9 @@
 - :mod:`.trace`: embedding layout (one value per Conv2d filter / BatchNorm2d channel) and the
   forward pass with train-mode (batch-statistics) BatchNorm that exposes layer gradients;
 - :mod:`.head`: the published head step, many tasks at once;
-- :mod:`.fisher_faithful`: the published Monte-Carlo Fisher ("montecarlo");
+- :mod:`.fisher_faithful`: the published Monte-Carlo Fisher ("montecarlo"), on
+- :mod:`.fisher_pass`: one forward/backward pass giving each task's batch gradient (distinct
+  images with multiplicities, only the weight gradients the embedding needs);
 - :mod:`.fisher_exact`: the exact per-sample diagonal Fisher on the task's own images;
 - :mod:`.embedding`: ``embed_tasks`` / ``embed_batch``, the entry points.
 """

@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 
 from divcoeff.models.probes import Probe
 from divcoeff.seeding import torch_generator
-from divcoeff.settings import DiversityCompute, DiversitySettings
-from divcoeff.task2vec.fisher_exact import exact_fisher
-from divcoeff.task2vec.fisher_faithful import cache_features, fisher_batched, fisher_loop
+from divcoeff.settings import DiversityCompute, DiversitySettings, compute_settings
+from divcoeff.task2vec.fisher_exact import ExactFisherSettings, exact_fisher
+from divcoeff.task2vec.fisher_faithful import cache_features, fisher_montecarlo
 from divcoeff.task2vec.head import init_heads, train_heads
 from divcoeff.task2vec.trace import embedding_layout
 
@@ -42,25 +42,35 @@ METHODS = ("exact", "faithful")
 STREAMS = ("head_init", "head_sampler", "fisher_sampler", "labels")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Task2VecSettings:
-    """The ``diversity`` config section's Task2Vec settings (published defaults)."""
+    """What the Task2Vec code reads, flat: the `diversity:` result settings and the
+    `compute.diversity` ones (:meth:`from_settings`). No defaults here: they are the schema's
+    (:meth:`from_flat` builds one from a few keys for tests and benches)."""
 
-    method: str = "faithful"
+    method: str
     # published head step (both methods) and Monte-Carlo Fisher (faithful)
-    head_epochs: int = 10
-    epoch_images: int = 10000
-    batch_size: int = 64
-    lr: float = 4e-4
-    weight_decay: float = 1e-4
-    fisher_epochs: int = 1
-    engine: str = "auto"          # faithful Fisher: loop | batched | auto (per device)
+    head_epochs: int
+    epoch_images: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    fisher_epochs: int
+    engine: str                   # faithful Fisher: loop | batched | auto (per device)
     # exact Fisher
-    exact_head_epochs: int = 10
-    label_draws: int = 4
-    chunk_size: int = 32          # samples per per-sample-gradient block (memory bound)
+    exact_head_epochs: int
+    label_draws: int
+    chunk_size: int               # samples per per-sample-gradient block (memory bound)
     # both
-    task_batch: int = 8           # tasks per forward pass
+    task_batch: int               # tasks per forward pass
+
+    # flat name -> (config section, key)
+    _WHERE = {"method": ("diversity", "method"), "head_epochs": ("faithful", "head_epochs"),
+              "epoch_images": ("faithful", "epoch_images"), "batch_size": ("faithful", "batch_size"),
+              "lr": ("faithful", "lr"), "weight_decay": ("faithful", "weight_decay"),
+              "fisher_epochs": ("faithful", "fisher_epochs"), "engine": ("compute", "engine"),
+              "exact_head_epochs": ("exact", "head_epochs"), "label_draws": ("exact", "label_draws"),
+              "chunk_size": ("compute", "exact_chunk_size"), "task_batch": ("compute", "task_batch")}
 
     @classmethod
     def from_settings(cls, settings: DiversitySettings, compute: DiversityCompute) -> "Task2VecSettings":
@@ -70,6 +80,21 @@ class Task2VecSettings:
                    batch_size=f.batch_size, lr=f.lr, weight_decay=f.weight_decay, fisher_epochs=f.fisher_epochs,
                    engine=compute.engine, exact_head_epochs=e.head_epochs, label_draws=e.label_draws,
                    chunk_size=compute.exact_chunk_size, task_batch=compute.task_batch)
+
+    @classmethod
+    def from_flat(cls, **values) -> "Task2VecSettings":
+        """From flat names (``method="exact", label_draws=0, ...``), the rest the schema's defaults."""
+        unknown = set(values) - set(cls._WHERE)
+        if unknown:
+            raise TypeError(f"Task2VecSettings.from_flat: unknown key(s) {sorted(unknown)}")
+        div: dict = {"faithful": {}, "exact": {}}
+        compute: dict = {}
+        for name, value in values.items():
+            section, key = cls._WHERE[name]
+            target = div if section == "diversity" else compute if section == "compute" else div[section]
+            target[key] = value
+        return cls.from_settings(DiversitySettings.from_config(div),
+                                 compute_settings({"diversity": compute}).diversity)
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -89,17 +114,26 @@ def task_streams(seed: int, task_id: int, device: torch.device | str = "cpu", re
     return {"head_init": torch_generator(seed, "task2vec", "head_init"), **streams}
 
 
-def faithful_engine(setting: str, device: torch.device) -> str:
-    """Which faithful Fisher engine to use.
+# CPU inputs up to this size (px) run the faithful Fisher batched across tasks (see faithful_engine).
+CPU_BATCHED_MAX_SIZE = 32
 
-    Measured by bench/task2vec.py on this project's 2-core CPU (ResNet-18, 32 px, 100-image
-    tasks, 1 thread, 4 tasks per batch): 56 s/task batched vs 78-129 s/task for the plain loop
-    (the published baseline: 136-315 s/task, with a busy machine) - larger batches keep the
-    CPU's kernels busier than one 64-image batch at a time. On a GPU batching helps more."""
+
+def faithful_engine(setting: str, device: torch.device, image_size: int) -> str:
+    """Which faithful Fisher engine to use: the setting, or for ``auto`` the one measured faster.
+
+    CPU, measured with bench/task2vec.py (1 thread, real glyph tasks, random ResNet-18, alternating
+    rounds, CPU seconds per task): at 32 px with 8 tasks per pass ``batched`` 4.24 vs ``loop``
+    4.91 s/task (40 batches per task; 19.5 vs 20.6 with 2 tasks and the full 156) - one pass of
+    ~380 distinct images keeps oneDNN's kernels busier than ~47 at a time on spatially tiny maps;
+    at 84 px with 4 tasks ``loop`` 7.96 vs ``batched`` 8.94 s/task (10 batches) - the maps are big
+    enough already, and one task's activations stay in cache. CUDA: ``batched``, not measured
+    here (no GPU in reach); bench/gpu.sh times both engines at 32 and 84 px."""
     if setting in ("loop", "batched"):
         return setting
     if setting != "auto":
         raise ValueError(f"diversity.faithful.engine: expected auto, loop or batched, got {setting!r}")
+    if device.type == "cpu" and image_size > CPU_BATCHED_MAX_SIZE:
+        return "loop"
     return "batched"
 
 
@@ -116,22 +150,18 @@ def embed_batch(probe: Probe, images: torch.Tensor, labels: torch.Tensor, task_i
     labels = labels.to(torch.int64)
     streams = [task_streams(seed, t, replica=replica) for t in task_ids]
     gens = {name: [s[name] for s in streams] for name in STREAMS}
-    w0, b0 = init_heads(probe.feature_dim, ways, gens["head_init"], device)
+    w0, b0 = (h.to(x.dtype) for h in init_heads(probe.feature_dim, ways, gens["head_init"], device))
     if settings.method == "exact":
         per_layer = exact_fisher(probe, layers, x, labels, w0, b0, gens["head_sampler"], gens["labels"],
-                                 head_epochs=settings.exact_head_epochs, epoch_images=settings.epoch_images,
-                                 batch_size=settings.batch_size, lr=settings.lr,
-                                 weight_decay=settings.weight_decay, label_draws=settings.label_draws,
-                                 chunk_size=settings.chunk_size)
+                                 ExactFisherSettings.of(settings))
     else:
         feats = cache_features(probe, layers, x, settings.batch_size)
         w, b = train_heads(feats, labels, w0, b0, gens["head_sampler"], settings.head_epochs,
                            settings.epoch_images, settings.batch_size, settings.lr, settings.weight_decay)
-        engine = faithful_engine(settings.engine, device)
-        fisher = fisher_batched if engine == "batched" else fisher_loop
-        kw = {"chunk_size": max(settings.chunk_size, settings.batch_size)} if engine == "batched" else {}
-        per_layer = fisher(probe, layers, x, labels.to(device), w, b, gens["fisher_sampler"], gens["labels"],
-                           settings.fisher_epochs, settings.epoch_images, settings.batch_size, **kw)
+        engine = faithful_engine(settings.engine, device, images.shape[-1])
+        per_layer = fisher_montecarlo(probe, layers, x, labels.to(device), w, b, gens["fisher_sampler"],
+                                      gens["labels"], settings.fisher_epochs, settings.epoch_images,
+                                      settings.batch_size, tasks_per_pass=1 if engine == "loop" else T)
     return torch.cat(per_layer, 1).detach()
 
 

@@ -24,6 +24,9 @@ across tasks of one method but not between methods.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
@@ -31,23 +34,46 @@ from divcoeff.models.probes import Probe
 from divcoeff.task2vec.head import head_logits, sample_labels, train_heads
 from divcoeff.task2vec.trace import Layer, Trace, per_filter_sq_grads
 
+if TYPE_CHECKING:
+    from divcoeff.task2vec.embedding import Task2VecSettings
+
+
+@dataclass(frozen=True)
+class ExactFisherSettings:
+    """What the exact Fisher reads of the ``diversity`` settings (the head step's, and its own)."""
+
+    head_epochs: int
+    epoch_images: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    label_draws: int              # label draws per image; 0: the expectation over labels, exactly
+    chunk_size: int               # samples per per-sample-gradient block (memory bound)
+
+    @classmethod
+    def of(cls, settings: "Task2VecSettings") -> "ExactFisherSettings":
+        return cls(head_epochs=settings.exact_head_epochs, epoch_images=settings.epoch_images,
+                   batch_size=settings.batch_size, lr=settings.lr, weight_decay=settings.weight_decay,
+                   label_draws=settings.label_draws, chunk_size=settings.chunk_size)
+
 
 def exact_fisher(probe: Probe, layers: list[Layer], images: torch.Tensor, labels: torch.Tensor,
-                 weight: torch.Tensor, bias: torch.Tensor, head_sampler_gens, label_gens, *, head_epochs: int,
-                 epoch_images: int, batch_size: int, lr: float, weight_decay: float, label_draws: int,
-                 chunk_size: int) -> list[torch.Tensor]:
+                 weight: torch.Tensor, bias: torch.Tensor, head_sampler_gens, label_gens,
+                 settings: ExactFisherSettings) -> list[torch.Tensor]:
     """Train the heads and return the per-filter Fisher, a list over layers of (T, C_l).
 
-    images (T, n, C, H, W) preprocessed; labels (T, n); weight/bias the initial heads."""
+    images (T, n, C, H, W) preprocessed; labels (T, n); weight/bias the initial heads;
+    head_sampler_gens / label_gens one generator per task."""
     T, n = images.shape[:2]
     dev = images.device
+    label_draws, chunk_size = settings.label_draws, settings.chunk_size
     with torch.enable_grad(), Trace(probe.body, layers, group_size=n, detach_stats=True, capture=True) as trace:
         feats = probe.body(images.reshape(T * n, *images.shape[2:])).view(T, n, -1)
-    w, b = train_heads(feats, labels, weight, bias, head_sampler_gens, head_epochs, epoch_images, batch_size,
-                       lr, weight_decay)
+    w, b = train_heads(feats, labels, weight, bias, head_sampler_gens, settings.head_epochs, settings.epoch_images,
+                       settings.batch_size, settings.lr, settings.weight_decay)
     logits = head_logits(feats, w, b)
     probs = F.softmax(logits.detach(), -1)
-    acc = [torch.zeros(T * n, layer.channels, device=dev) for layer in layers]
+    acc = [images.new_zeros(T * n, layer.channels) for layer in layers]
     cache: dict = {}
     inputs = trace.grad_inputs()
     ways = probs.shape[-1]

@@ -7,12 +7,37 @@ softmax(output), the batch-mean cross-entropy, its gradient g, and ``acc += g**2
 epochs ``acc / n_batches``; the embedding value of a filter (BN channel) is the mean of acc over
 everything but the output channel. Note this is the square of the *batch-mean* gradient.
 
-Two engines, same numbers (same per-task random streams):
-- ``loop``: one task at a time, plain autograd w.r.t. the weights (no copy of the probe: the
-  head is a tensor, the body is shared and never updated);
-- ``batched``: the batches of several tasks in one forward pass, each normalised with its own
-  statistics (Trace groups), gradients taken w.r.t. layer outputs once, and every task's weight
-  gradient formed from them (G A^T per group, or its Gram form).
+Two engines, one pass (fisher_pass.FisherPass: each distinct image of a batch once with its
+multiplicity, only the weight gradients the embedding needs, per task); same numbers:
+- ``loop``: one task's batch per pass (no copy of the probe: the head is a tensor, the body is
+  shared and never updated);
+- ``batched``: the batches of all the tasks of a call in one pass, each normalised with its own
+  statistics, every task's weight gradient formed from the shared backward pass.
+
+Float32: why implementations differ by up to ~1e-2, and what agrees. In float64 both engines
+equal the published code path (bench/task2vec.py ``baseline_embed_task``) to ~6e-13 relative on
+the same draws (tests/test_task2vec.py); so the math, copies and cropped taps included, is the
+published one. In float32 every implementation, the published code included, moves away from
+its own float64 value, and mostly not by accumulated rounding: a batch's gradient passes through
+thresholds - a ReLU mask (a pre-activation within rounding of 0), in principle also a max-pool
+choice or a sampled label (u within rounding of a softmax CDF step) - and one crossing reroutes a
+gradient, changing that batch's squares by up to a few 1e-2 of a layer's largest value (a
+ResNet-18 at 32 px has ~1M pre-activations per batch of ~47 images: a crossing every few
+batches). Measured on one real glyph task (random ResNet-18, 32 px, 156 batches, each batch
+compared with float64 on the same head and draws): the published code path crossed differently
+from float64 in 21 batches, ours in 28, both in 14 of those (float64 falls on the other side);
+each of the 9 such batches of ours examined held exactly one flipped ReLU mask (no max-pool or
+label flip); the other batches agree with float64 to ~2e-5 of the layer maximum, as they do
+in a probe too small to cross a threshold (test: 7e-6 to 1.2e-5). Two float32 implementations
+differ from each other wherever either crosses: after 156 batches ~1e-3 to 1e-2 of a layer's
+largest value, per entry more (bench/task2vec.py prints it, and with ``--float64-reference``
+each one's distance from float64: on 2 glyph tasks 1.9e-3 (published) and 1.4e-2 (ours) of the
+layer maximum, by which crossings each happened to make). That was also the old batched
+engine's "1e-2 in BatchNorm entries": its different order of summation crossed differently,
+while the old loop engine matched the published path to 9e-7 only because it ran the same
+kernels in the same order. Shrinking it would need float64 through the network (2-3x slower on
+CPU); accumulating BatchNorm's sums in float64, as torch's CPU kernels do, changed nothing
+measurable (median batch error 2.2e-5 vs 1.9e-5) and cost 8-14%, so it is not done.
 """
 from __future__ import annotations
 
@@ -20,8 +45,9 @@ import torch
 import torch.nn.functional as F
 
 from divcoeff.models.probes import Probe
-from divcoeff.task2vec.head import epoch_batches, head_logits, sample_labels
-from divcoeff.task2vec.trace import Layer, Trace, per_filter_sq_grads
+from divcoeff.task2vec.fisher_pass import FisherPass, RowGroups
+from divcoeff.task2vec.head import epoch_batches, sample_labels
+from divcoeff.task2vec.trace import Layer, Trace
 
 
 def cache_features(probe: Probe, layers: list[Layer], images: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -44,55 +70,65 @@ def _label_uniforms(generators: list[torch.Generator], n: int, device) -> torch.
     return torch.stack([torch.rand(n, generator=g) for g in generators]).to(device)
 
 
-def fisher_loop(probe: Probe, layers: list[Layer], images: torch.Tensor, labels: torch.Tensor,
-                weight: torch.Tensor, bias: torch.Tensor, sampler_gens, label_gens, epochs: int,
-                epoch_images: int, batch_size: int) -> list[torch.Tensor]:
-    """Per-filter Fisher (list over layers of (T, C_l)), one task at a time."""
-    params = [layer.module.weight for layer in layers]
-    result = [torch.zeros(images.shape[0], layer.channels, device=images.device) for layer in layers]
-    for t in range(images.shape[0]):
-        count = 0
-        for _ in range(epochs):
-            batches = epoch_batches(labels[t:t + 1], [sampler_gens[t]], epoch_images, batch_size)[0]
-            for idx in batches.to(images.device):
-                with Trace(probe.body, layers):
-                    feats = probe.body(images[t, idx])
-                logits = feats @ weight[t].T + bias[t]
-                u = _label_uniforms([label_gens[t]], len(idx), images.device)[0]
-                y = sample_labels(F.softmax(logits.detach(), -1), u)
-                grads = torch.autograd.grad(F.cross_entropy(logits, y), params)
-                for r, layer, g in zip(result, layers, grads):
-                    r[t] += g.pow(2).reshape(g.shape[0], -1).mean(1)
-                count += 1
-        for r in result:
-            r[t] /= count
+def fisher_montecarlo(probe: Probe, layers: list[Layer], images: torch.Tensor, labels: torch.Tensor,
+                      weight: torch.Tensor, bias: torch.Tensor, sampler_gens, label_gens, epochs: int,
+                      epoch_images: int, batch_size: int, tasks_per_pass: int = 1) -> list[torch.Tensor]:
+    """Per-filter Fisher (list over layers of (T, C_l)) of T tasks, `tasks_per_pass` tasks per pass.
+
+    images (T, n, C, H, W) preprocessed; labels (T, n); weight (T, N, D) / bias (T, N) the heads."""
+    T = images.shape[0]
+    result = [images.new_zeros(T, layer.channels) for layer in layers]
+    for t0 in range(0, T, tasks_per_pass):
+        tasks = list(range(t0, min(T, t0 + tasks_per_pass)))
+        for r, f in zip(result, _fisher_of_tasks(probe, layers, images, labels, weight, bias, tasks, sampler_gens,
+                                                  label_gens, epochs, epoch_images, batch_size)):
+            r[tasks] = f
     return result
 
 
-def fisher_batched(probe: Probe, layers: list[Layer], images: torch.Tensor, labels: torch.Tensor,
-                   weight: torch.Tensor, bias: torch.Tensor, sampler_gens, label_gens, epochs: int,
-                   epoch_images: int, batch_size: int, chunk_size: int = 4096) -> list[torch.Tensor]:
-    """Per-filter Fisher (list over layers of (T, C_l)), all tasks' batches in one pass per step."""
-    T = images.shape[0]
-    dev = images.device
-    rows = torch.arange(T, device=dev)[:, None]
-    result = [torch.zeros(T, layer.channels, device=dev) for layer in layers]
+def _fisher_of_tasks(probe, layers, images, labels, weight, bias, tasks, sampler_gens, label_gens, epochs,
+                     epoch_images, batch_size) -> list[torch.Tensor]:
+    acc = [images.new_zeros(len(tasks), layer.channels) for layer in layers]
     count = 0
+    cache: dict = {}
     for _ in range(epochs):
-        batches = epoch_batches(labels, sampler_gens, epoch_images, batch_size).to(dev)  # (T, S, B)
+        batches = epoch_batches(labels[tasks], [sampler_gens[t] for t in tasks], epoch_images, batch_size)
         for s in range(batches.shape[1]):
-            idx = batches[:, s]
-            B = idx.shape[1]
-            x = images[rows, idx].reshape(T * B, *images.shape[2:])
-            with Trace(probe.body, layers, group_size=B, capture=True) as trace:
-                feats = probe.body(x).view(T, B, -1)
-            logits = head_logits(feats, weight, bias)
-            y = sample_labels(F.softmax(logits.detach(), -1), _label_uniforms(label_gens, B, dev))
-            # sum over tasks of each task's batch-mean loss: task t's gradients are its own
-            loss = F.cross_entropy(logits.reshape(T * B, -1), y.reshape(-1), reduction="sum") / B
-            grads = torch.autograd.grad(loss, trace.grad_inputs())
-            trace.check_unmodified()
-            for r, sq in zip(result, per_filter_sq_grads(trace, grads, group=B, chunk=chunk_size)):
-                r += sq
+            sq = batch_fisher(probe, layers, images, weight, bias, tasks, batches[:, s],
+                              _label_uniforms([label_gens[t] for t in tasks], batch_size, images.device), cache)
+            for a, v in zip(acc, sq):
+                a += v
             count += 1
-    return [r / count for r in result]
+    return [a / count for a in acc]
+
+
+def batch_fisher(probe: Probe, layers: list[Layer], images: torch.Tensor, weight: torch.Tensor,
+                 bias: torch.Tensor, tasks: list[int], batch: torch.Tensor, uniforms: torch.Tensor,
+                 cache: dict | None = None) -> list[torch.Tensor]:
+    """One Monte-Carlo step for each of `tasks`: the per-filter squares of the gradient of the task's
+    batch-mean cross-entropy, labels drawn from the model by `uniforms` (G, B), batch (G, B) the
+    indices of the task's images. A list over layers of (G, C_l)."""
+    dev = images.device
+    B = batch.shape[1]
+    distinct, position, counts = [], [], []
+    offset = 0
+    for g, t in enumerate(tasks):
+        u, inv, c = torch.unique(batch[g], return_inverse=True, return_counts=True)
+        distinct.append(u)
+        position.append(inv + offset)  # the pass's row of each of the batch's B images
+        counts.append(c)
+        offset += len(u)
+    rows = RowGroups.from_counts(counts, dev, images.dtype)
+    x = torch.cat([images[t, u.to(dev)] for t, u in zip(tasks, distinct)])
+    with torch.enable_grad(), FisherPass(probe.body, layers, rows, cache) as fp:
+        feats = probe.body(x)
+        logits = torch.cat([feats[sl] @ weight[t].T + bias[t] for t, sl in zip(tasks, rows.slices())])
+    probs = F.softmax(logits.detach(), -1)
+    position = torch.stack(position).to(dev)                                      # (G, B)
+    y = sample_labels(probs[position], uniforms)
+    # d(batch-mean cross-entropy)/d logits of a row: the sum over its copies of (p - onehot(y)) / B
+    dlogits = probs * rows.share[:, None]
+    dlogits.index_put_((position.flatten(), y.flatten()), torch.tensor(-1.0 / B, device=dev, dtype=dlogits.dtype),
+                      accumulate=True)
+    grads = torch.autograd.grad(logits, fp.leaves(), grad_outputs=dlogits)
+    return fp.per_filter_sq(grads)
