@@ -58,6 +58,7 @@ rule build_view:
         min_ways=MIN_WAYS,
         # Training sets: every component must offer more than one distinct diversity task.
         task_shape=lambda w: [DIV.ways, DIV.shots + DIV.queries] if w.view in TRAIN_SETS else None,
+        inputs=lambda w: view_default_inputs(w.view),
         code=CODE["build_view"],
     wildcard_constraints:
         view=_alternatives(VIEWS),
@@ -94,4 +95,5 @@ rule sample_episodes:
 
 ALL_TARGETS.extend(expand("results/figures/{b}_montage.png", b=GLYPH_BENCHMARKS))
 ALL_TARGETS.append(eval_episodes_file())
+ALL_TARGETS.extend(eval_episodes_file(own_test_settings(t)) for t in OWN_TEST_VIEWS.values())
 ALL_TARGETS.extend(diversity_episodes_file(t) for t in TRAIN_SETS)

@@ -14,7 +14,7 @@ with log_to(snakemake.log[0]) as log:
     shape = snakemake.params.task_shape
     table, meta = build_view(snakemake.wildcards.view, spec, datasets, seed=snakemake.params.seed,
                              min_classes_per_component=snakemake.params.min_ways,
-                             task_shape=tuple(shape) if shape else None)
+                             task_shape=tuple(shape) if shape else None, inputs=snakemake.params.inputs)
     log.info("view %s: %d classes, %d images, components %s", meta["name"], meta["n_classes"],
              meta["n_images"], meta["resolved"]["classes_per_component"])
     write_view(snakemake.output.tsv, snakemake.output.meta, table, meta)
