@@ -561,5 +561,5 @@ def reader_spec(spec: Mapping, where: str = "config benchmarks") -> dict:
     index rule passes it) with the schema's defaults."""
     # The schema's branch for files-based benchmarks is chosen by `source`; any files source selects it.
     stub = {"source": "file", "files": [{"name": "stub", "uri": "stub"}]}
-    full = complete("benchmarks.*", {**stub, **spec}, where)
+    full = complete("benchmarks.*", {**spec, **stub}, where)  # the stub last: its uri fits only source file
     return {k: v for k, v in full.items() if k not in stub}

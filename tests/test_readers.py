@@ -485,3 +485,12 @@ def test_workflow_fetches_and_indexes_a_local_benchmark(tmp_path):
     assert src["sha256"] == sha256_file(z) and src["source"] == "file"
     assert (run / "resources/benchmarks/tinyfs/cifar100.zip.provenance.json").is_file()
     assert (run / "logs/benchmarks/index_tinyfs.log").is_file()
+
+
+def test_reader_options_of_a_fetched_benchmark_complete_whatever_its_source():
+    """The index rule passes a benchmark's entry without its files; a zenodo or url entry must complete too."""
+    from divcoeff.settings import reader_spec
+
+    for source in ("zenodo", "url", "hf", "file"):
+        spec = reader_spec({"source": source, "format": "omniglot", "pixels": "inverted"})
+        assert spec["pixels"] == "inverted" and spec["resample"] == "lanczos" and spec["normalisation"] is None
