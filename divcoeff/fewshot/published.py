@@ -68,7 +68,9 @@ def train_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Torch's global generators (dropout, DropBlock) seeded inside the block only."""
-    devices = [device] if device.type == "cuda" else []
+    # fork_rng takes CUDA device indices; dropout on a GPU draws from that device's generator.
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed % (2**63 - 1))
         yield
