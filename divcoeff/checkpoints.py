@@ -37,7 +37,9 @@ Preprocessing: our checkpoints record what the training used (``image_size``, ``
 per-channel ``mean``/``std`` applied to images in [0, 1]); :func:`preprocess_images` applies it.
 Published files do not record it; they get RFS's MiniImageNet normalisation at 84x84 (32x32
 when ``model_hps.dropblock_size`` is 2, the CIFAR setting), marked ``preprocess_assumed`` in
-the metadata.
+the metadata. Under the published evaluation protocol the dataset's normalisation replaces it
+(divcoeff.fewshot.features.input_spec). Files without ``model_hps`` get RFS's dropout settings
+(``hps_assumed`` in the metadata), which matter only in train() mode.
 """
 from __future__ import annotations
 
@@ -76,6 +78,9 @@ _TRAINING_STATE = re.compile(r"(optim|sched|state_dict$|^model$|^opt$)", re.I)
 # RFS MiniImageNet normalisation (pixel mean/std / 255), the published files' default.
 RFS_MEAN = [120.39586422 / 255.0, 115.59361427 / 255.0, 104.54012653 / 255.0]
 RFS_STD = [70.68188272 / 255.0, 68.27635443 / 255.0, 72.54505529 / 255.0]
+# Dropout/DropBlock of RFS's ResNet-12 (create_model: drop_rate=0.1, dropblock_size=5; 2 for CIFAR, which a
+# file without model_hps cannot tell), for files that do not record theirs. Eval mode ignores them.
+RFS_HPS = {"drop_rate": 0.1, "dropblock_size": 5}
 
 
 class CheckpointError(ValueError):
@@ -285,9 +290,12 @@ def _load_published(path: Path, obj: Any, family: str | None) -> LoadedCheckpoin
     state, naming = to_rfs_names(state)
     hps = _infer_hps(path, state)
     published_hps = rest.get("model_hps") if isinstance(rest.get("model_hps"), Mapping) else {}
+    assumed = {}
     for k in ("drop_rate", "dropblock_size"):
         if isinstance(published_hps.get(k), (int, float)) and not isinstance(published_hps.get(k), bool):
             hps[k] = published_hps[k]
+        else:  # RFS's create_model builds every ResNet-12 with these; they act only in train() mode
+            hps[k] = assumed[k] = RFS_HPS[k]
     if published_hps.get("avg_pool") is False:
         raise CheckpointError(f"{path}: model_hps.avg_pool is False (flattened 5x5 maps); only the "
                               "average-pooled ResNet-12 (avg_pool=True) is supported")
@@ -295,6 +303,8 @@ def _load_published(path: Path, obj: Any, family: str | None) -> LoadedCheckpoin
     _load_strict(model, state, path, naming)
     meta = {k: _plain(v) for k, v in rest.items() if not _TRAINING_STATE.search(str(k))}
     meta.update(source_format=container, naming=naming, preprocess_assumed=True)
+    if assumed:
+        meta["hps_assumed"] = assumed
     fam = _published_family(path, meta, family)
     size = 32 if published_hps.get("dropblock_size") == 2 else 84
     c = model.in_channels

@@ -1,8 +1,10 @@
 """Command line: `python -m divcoeff list-zenodo <record>` and `python -m divcoeff list-hf <repo>`.
 
 Both print checkpoint-sheet rows (TSV, header first) for the .pt/.pth/.ckpt files found, with
-the exact uri and checksum; a summary and what to fill in by hand go to stderr, so that
-`python -m divcoeff list-zenodo 8247898 --no-header >> config/checkpoints.tsv` appends rows only.
+the full file key as uri (several files may be called ckpt.pt) and the checksum; family and
+train_set come from the key where it shows them and are FILL-IN where it does not (the sheet
+refuses that value until someone fills it). A summary and the rows to fill in go to stderr, so
+that `python -m divcoeff list-zenodo 8247898 --no-header >> config/checkpoints.tsv` appends rows only.
 """
 from __future__ import annotations
 
@@ -10,16 +12,17 @@ import argparse
 import sys
 
 from .fetch.errors import FetchError
-from .fetch.listing import CHECKPOINT_EXTENSIONS, hf_rows, to_tsv, zenodo_rows
+from .fetch.listing import CHECKPOINT_EXTENSIONS, UNKNOWN, hf_rows, to_tsv, zenodo_rows
 from .settings import fetch_settings
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", default="", choices=["", "pt", "maml"],
-                   help="family for every row (default: empty, to fill in per row)")
+                   help="family for every row (default: from each file key, FILL-IN where it does not say)")
     p.add_argument("--arch", default="resnet12_rfs", choices=["resnet12", "resnet12_rfs", "resnet12_l2l"],
                    help="arch for every row (default: resnet12_rfs, the published files' layout)")
-    p.add_argument("--train-set", default="", help="train_set for every row (default: empty, to fill in)")
+    p.add_argument("--train-set", default="",
+                   help="train_set for every row (default: from each file key, FILL-IN where it does not say)")
     p.add_argument("--prefix", default="", help="prefix for the row names")
     p.add_argument("--ext", action="append", help=f"file endings to list (default: {' '.join(CHECKPOINT_EXTENSIONS)})")
     p.add_argument("--no-header", action="store_true", help="rows only, to append to an existing sheet")
@@ -61,10 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(s or 0 for s in info["sizes"]) / 1e6
     print(f"# {info['where']}{title}: {info['n_rows']} checkpoint file(s) of {info['n_files']}, {size:.1f} MB",
           file=sys.stderr)
-    missing = [c for c in ("family", "train_set") if not keep[c]]
-    if rows and missing:
-        print(f"# fill in {' and '.join(missing)} for each row (see README, 'Filling the checkpoint sheet')",
+    unclear = [r for r in rows if UNKNOWN in (r["family"], r["train_set"])]
+    for r in unclear:
+        which = " and ".join(c for c in ("family", "train_set") if r[c] == UNKNOWN)
+        print(f"# {r['name']}: fill in {which} (the key {r['uri']!r} does not say; config/paper/README.md)",
               file=sys.stderr)
+    if rows and not unclear:
+        print("# family and train_set read from the file keys: check them before a run", file=sys.stderr)
     if not rows:
         print(f"# no files ending in {' '.join(keep['extensions'])}", file=sys.stderr)
     sys.stdout.write(to_tsv(rows, header=not args.no_header))

@@ -113,6 +113,7 @@ RULE_ENTRIES = {
     "summarize": ("divcoeff.report.summary",),
     "statistics": ("divcoeff.report.design", "divcoeff.report.paired"),
     "plot": ("divcoeff.report.plots", "divcoeff.report.design"),
+    "published_comparison": ("divcoeff.report.published", "divcoeff.report.plots"),
 }
 
 

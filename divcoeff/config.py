@@ -114,6 +114,24 @@ def validate_config(config: dict, schema_path: str | Path, source: str = "config
         if name == RESERVED_VIEW:
             raise ConfigError(f"{source}: the view name {RESERVED_VIEW!r} is reserved for the probe's pool "
                               "(diversity.probe.weights: pool); rename the train set or the evaluation")
+    views = {"evaluation": config["evaluation"], **{f"train_sets.{k}": v for k, v in config["train_sets"].items()}}
+    for where, spec in views.items():
+        for b in spec.get("normalisation") or {}:
+            if b not in spec["benchmarks"]:
+                raise ConfigError(f"{source}: {where}.normalisation: {b!r} is not one of its benchmarks "
+                                  f"({', '.join(spec['benchmarks'])})")
+    own = config.get("own_test") or {}
+    for name in own.get("episodes_per_train_set") or {}:
+        if name not in config["train_sets"]:
+            raise ConfigError(f"{source}: own_test.episodes_per_train_set: {name!r} is not a train set "
+                              f"(known: {', '.join(config['train_sets'])})")
+    if own.get("enabled"):
+        taken = {*config["train_sets"], config["evaluation"]["name"]}
+        for name in config["train_sets"]:
+            view = f"own-test.{name}"  # settings.OwnTestSettings.view_name
+            if view in taken:
+                raise ConfigError(f"{source}: the view name {view!r} (own_test of train set {name!r}) is also the "
+                                  "name of a train set or of the evaluation; rename that one")
     return config
 
 

@@ -101,18 +101,34 @@ class Settings:
             value, hint = mapping[name], hints[name]
             if isinstance(hint, type) and issubclass(hint, Settings):
                 value = hint.build(value, f"{where}.{name}")
-            elif isinstance(value, list):
-                value = tuple(value)
+            else:
+                value = frozen(value)
             values[name] = value
         return cls(**values)
 
     def as_dict(self) -> dict:
-        """Plain values (lists, not tuples): what params, JSON files and hashes see."""
-        def plain(v):
-            if isinstance(v, Settings):
-                return v.as_dict()
-            return list(v) if isinstance(v, tuple) else v
+        """Plain values (lists and dicts, not tuples and mapping proxies): what params, JSON files and hashes see."""
         return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def frozen(value: Any) -> Any:
+    """Lists -> tuples and mappings -> read-only mappings (sorted keys), at every depth."""
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({k: frozen(value[k]) for k in sorted(value)})
+    if isinstance(value, (list, tuple)):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
+def plain(value: Any) -> Any:
+    """The inverse of :func:`frozen` (settings become their as_dict)."""
+    if isinstance(value, Settings):
+        return value.as_dict()
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 # ------------------------------------------------------------------------------------ training
@@ -215,13 +231,26 @@ class ProbeSettings(Settings):
     kind: str
     arch: str
     weights: str
-    image_size: int
+    image_size: int | None
     checkpoint: str | None
+    normalisation: str
     pool: ProbePoolSettings
 
     @property
     def pretrained_here(self) -> bool:
         return self.kind == "torchvision" and self.weights == "pool"
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: resnet18-imagenet, resnet34-random, checkpoint-<name>."""
+        if self.kind == "checkpoint":
+            return f"checkpoint-{self.checkpoint}"
+        return f"{self.arch}-{self.weights}"
+
+    def check(self, where: str) -> None:
+        if self.normalisation == "dataset" and self.pretrained_here:
+            raise ConfigError(f"{where}: normalisation: dataset needs a probe that takes the datasets' normalised "
+                              "images; a probe pretrained here (weights: pool) learnt ImageNet-normalised ones")
 
 
 @dataclass(frozen=True)
@@ -259,13 +288,46 @@ class DiversitySettings(Settings):
     probe: ProbeSettings
     faithful: FaithfulSettings
     exact: ExactSettings
+    probes: types.MappingProxyType
     bootstrap: int
     noise_floor_tasks: int
+
+    @classmethod
+    def build(cls, mapping: Mapping[str, Any], where: str = "config"):
+        probes = mapping.get("probes") or {}
+        built = {name: ProbeSettings.build(spec, f"{where}.probes.{name}") for name, spec in probes.items()}
+        obj = super().build({**mapping, "probes": {}}, where)
+        return dataclasses.replace(obj, probes=types.MappingProxyType(dict(sorted(built.items()))))
+
+    def check(self, where: str) -> None:
+        self.probe.check(f"{where}.probe")
+        for name, probe in self.probes.items():
+            probe.check(f"{where}.probes.{name}")
+            if probe.normalisation != self.probe.normalisation:
+                raise ConfigError(f"{where}.probes.{name}: normalisation {probe.normalisation!r} differs from "
+                                  f"diversity.probe's {self.probe.normalisation!r}; every probe reads the same train "
+                                  "set views, so they must agree")
+            if probe.pretrained_here:
+                raise ConfigError(f"{where}.probes.{name}: weights: pool is only supported for diversity.probe")
 
     @property
     def head_epochs(self) -> int:
         """Epochs of the published head step under the chosen method."""
         return self.exact.head_epochs if self.method == "exact" else self.faithful.head_epochs
+
+    def for_probe(self, name: str | None = None) -> "DiversitySettings":
+        """The settings of one probe's coefficients: `probe` replaced by probes[name] (None: the main
+        probe), no other probes (a job's params then change only with what it computes)."""
+        if name is not None and name not in self.probes:
+            raise ConfigError(f"diversity.probes: no probe named {name!r} (have {', '.join(self.probes) or 'none'})")
+        probe = self.probe if name is None else self.probes[name]
+        return dataclasses.replace(self, probe=probe, probes=types.MappingProxyType({}))
+
+    def job_params(self, name: str | None = None) -> dict:
+        """What one probe's diversity job depends on (as_dict of for_probe, without the empty probes)."""
+        d = self.for_probe(name).as_dict()
+        del d["probes"]
+        return d
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -274,11 +336,17 @@ class DiversitySettings(Settings):
 class MamlEvalSettings(Settings):
     SECTION = "evaluation.maml"
 
-    inner_steps: int
+    inner_steps: int | tuple[int, ...]
     inner_lr: float
     first_order: bool
     bn_mode: str
     calibration_episodes: int
+
+    def methods(self) -> dict[str, int]:
+        """Method name -> inner steps: {"maml": k} for one count, {"maml5": 5, "maml10": 10} for a list."""
+        if isinstance(self.inner_steps, tuple):
+            return {f"maml{k}": int(k) for k in self.inner_steps}
+        return {"maml": int(self.inner_steps)}
 
 
 @dataclass(frozen=True)
@@ -303,12 +371,20 @@ class EvaluationSettings(Settings):
     calibration_folds: int
     resize_to_checkpoint: bool
     allow_overlap: bool
+    protocol: str
+    dropout_seed: int
+    normalisation: types.MappingProxyType
     maml: MamlEvalSettings
 
     # What each family's evaluation reads; the rest of the section does not change its results.
     _COMMON = ("name", "benchmarks", "split", "mixture_over", "image_size", "ways", "shots", "queries", "episodes",
-               "seed", "calibrate_temperature", "calibration_folds", "resize_to_checkpoint")
+               "seed", "calibrate_temperature", "calibration_folds", "resize_to_checkpoint", "protocol",
+               "dropout_seed", "normalisation")
     _FAMILY = {"pt": ("pt_methods", "logreg_C"), "maml": ("maml",)}
+
+    @property
+    def published(self) -> bool:
+        return self.protocol == "published"
 
     def for_family(self, family: str) -> dict:
         """The settings one family's evaluation depends on: a PT job's params do not change when a MAML
@@ -322,7 +398,44 @@ class EvaluationSettings(Settings):
                 "mixture_over": self.mixture_over}
         if self.image_size is not None:
             spec["image_size"] = self.image_size
+        if self.normalisation:
+            spec["normalisation"] = plain(self.normalisation)
         return spec
+
+
+# ------------------------------------------------------------------------------------ own test
+
+OWN_TEST = "own-test"  # the evaluation label of the published tables' evaluation, and its results folder
+
+
+@dataclass(frozen=True)
+class OwnTestSettings(Settings):
+    """``own_test:`` the published tables' evaluation: each checkpoint on the test split of its own
+    training set (REFERENCE section 7), scored as ``evaluation:`` says."""
+
+    SECTION = "own_test"
+
+    enabled: bool
+    split: str
+    episodes: int
+    episodes_per_train_set: types.MappingProxyType
+    seed: int
+
+    @staticmethod
+    def view_name(train_set: str) -> str:
+        return f"{OWN_TEST}.{train_set}"
+
+    def episodes_of(self, train_set: str) -> int:
+        return int(self.episodes_per_train_set.get(train_set, self.episodes))
+
+    def evaluation(self, scoring: EvaluationSettings, train_set: str, spec: Mapping) -> EvaluationSettings:
+        """`scoring` (the config's evaluation section) with the data replaced by `train_set`'s test view:
+        the train set's benchmarks, mixture and image size (its `spec`, completed), this section's split,
+        episodes and seed."""
+        return dataclasses.replace(
+            scoring, name=self.view_name(train_set), benchmarks=tuple(spec["benchmarks"]), split=self.split,
+            mixture_over=spec["mixture_over"], image_size=spec.get("image_size"), episodes=self.episodes_of(train_set),
+            seed=self.seed, normalisation=frozen(spec.get("normalisation") or {}))
 
 
 # -------------------------------------------------------------------------------------- report
@@ -336,6 +449,7 @@ class ReportSettings(Settings):
     pt_method: str
     x_ci: str
     dpi: int
+    published: str | None
 
 
 # ------------------------------------------------------------------------------------- compute
@@ -410,6 +524,7 @@ class WorkflowSettings:
     report: ReportSettings
     compute: ComputeSettings
     fetch: types.MappingProxyType
+    own_test: OwnTestSettings
 
 
 def workflow_settings(config: Mapping, where: str = "config") -> WorkflowSettings:
@@ -424,7 +539,8 @@ def workflow_settings(config: Mapping, where: str = "config") -> WorkflowSetting
         evaluation=EvaluationSettings.from_config(c["evaluation"], f"{where}: evaluation"),
         report=ReportSettings.from_config(c["report"], f"{where}: report"),
         compute=compute_settings(c["compute"], f"{where}: compute"),
-        fetch=types.MappingProxyType(canonical(c["fetch"])))
+        fetch=types.MappingProxyType(canonical(c["fetch"])),
+        own_test=OwnTestSettings.from_config(c["own_test"], f"{where}: own_test"))
 
 
 def fetch_settings(values: Mapping | None = None, where: str = "config fetch") -> dict:
@@ -447,5 +563,5 @@ def reader_spec(spec: Mapping, where: str = "config benchmarks") -> dict:
     index rule passes it) with the schema's defaults."""
     # The schema's branch for files-based benchmarks is chosen by `source`; any files source selects it.
     stub = {"source": "file", "files": [{"name": "stub", "uri": "stub"}]}
-    full = complete("benchmarks.*", {**stub, **spec}, where)
+    full = complete("benchmarks.*", {**spec, **stub}, where)  # the stub last: its uri fits only source file
     return {k: v for k, v in full.items() if k not in stub}

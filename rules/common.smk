@@ -8,7 +8,7 @@ sys.path.insert(0, workflow.basedir)  # the divcoeff library, also inside conda 
 from divcoeff.codeversion import rule_code_versions
 from divcoeff.fetch.redact import redact, redact_obj
 from divcoeff.config import MADE_HERE, expand_sheet, load_sheet, sheet_path, validate_config
-from divcoeff.settings import SCHEMA_PATH, workflow_settings
+from divcoeff.settings import OWN_TEST, SCHEMA_PATH, train_set_spec, workflow_settings
 
 CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
 # Checked against the schema (which fills in every default), naming file and field, before any job.
@@ -33,10 +33,16 @@ USED_TRAIN_SETS = sorted(set(CKPTS["train_set"]))
 
 EVAL = S.evaluation
 DIV = S.diversity
+OWN = S.own_test
 TRAIN_SETS = list(S.train_sets)
 # The view a pool-pretrained probe learns from (diversity.probe.weights: pool), when there is one.
 PROBE_POOL = "probe-pool" if DIV.probe.pretrained_here else None
-VIEWS = TRAIN_SETS + [EVAL.name] + ([PROBE_POOL] if PROBE_POOL else [])
+# own_test (the published tables): each train set's test view, own-test.<train set>.
+OWN_TEST_VIEWS = {OWN.view_name(t): t for t in TRAIN_SETS} if OWN.enabled else {}
+VIEWS = TRAIN_SETS + [EVAL.name] + ([PROBE_POOL] if PROBE_POOL else []) + list(OWN_TEST_VIEWS)
+# A probe with normalisation: dataset reads the train set views' images normalised per benchmark
+# (what View.images hands out by default for them), exactly as the published protocol feeds checkpoints.
+TRAIN_VIEW_INPUTS = "normalised" if DIV.probe.normalisation == "dataset" else "pixels"
 # Final targets; each stage's file adds its own.
 ALL_TARGETS = []
 
@@ -64,11 +70,18 @@ def dataset_files(benchmark):
     }
 
 
+def own_test_settings(train_set):
+    """The evaluation settings of a train set's own test view: evaluation's scoring, the train set's data."""
+    return OWN.evaluation(EVAL, train_set, train_set_spec(dict(S.train_sets[train_set])))
+
+
 def view_spec(view):
-    """The config entry a view is built from: a train set, or the evaluation set. A train set's
-    `level` is a label for the statistics, not part of the data."""
+    """The config entry a view is built from: a train set, the evaluation set, or a train set's own
+    test view. A train set's `level` is a label for the statistics, not part of the data."""
     if view == EVAL.name:
         return EVAL.view_spec()
+    if view in OWN_TEST_VIEWS:
+        return own_test_settings(OWN_TEST_VIEWS[view]).view_spec()
     if view == PROBE_POOL:
         pool = DIV.probe.pool
         benchmarks = list(pool.benchmarks) or list(dict.fromkeys(b for t in S.train_sets.values()
@@ -84,6 +97,12 @@ def train_set_level(train_set):
         return str(spec["level"])
     domains = spec["domains"]
     return str(len(domains)) if isinstance(domains, list) else str(domains)
+
+
+def view_default_inputs(view):
+    """What the view's images are by default (View.images): normalised for the train sets a
+    dataset-normalised probe reads, else pixels in [0, 1]."""
+    return TRAIN_VIEW_INPUTS if view in TRAIN_SETS else "pixels"
 
 
 def view_inputs(wildcards):
@@ -103,8 +122,8 @@ def episodes_file(view, ways, shots, queries, n, seed):
     return f"results/episodes/{view}/{ways}way-{shots}shot-{queries}query-{n}x-seed{seed}.json"
 
 
-def eval_episodes_file():
-    e = EVAL
+def eval_episodes_file(settings=None):
+    e = settings or EVAL
     return episodes_file(e.name, e.ways, e.shots, e.queries, e.episodes, e.seed)
 
 
@@ -122,22 +141,35 @@ def checkpoint_file(name):
 
 # --- diversity stage helpers ---
 PROBE_FILE = "results/probe/probe.pt"
+PROBES_DIR = "probes"  # results/diversity/probes/<probe>/<train_set>.json: diversity.probes
+
+
+def diversity_targets():
+    """target -> (train set, probe name or None): <train_set> for diversity.probe, probes/<probe>/<train_set>
+    for each of diversity.probes."""
+    out = {t: (t, None) for t in TRAIN_SETS}
+    out.update({f"{PROBES_DIR}/{p}/{t}": (t, p) for p in DIV.probes for t in TRAIN_SETS})
+    return out
+
+
+DIVERSITY_TARGETS = diversity_targets()
 
 def diversity_inputs(wildcards):
     """A train set's view and diversity episodes, and the probe's checkpoint when the probe is one."""
+    train_set, probe_name = DIVERSITY_TARGETS[wildcards.target]
     files = {
-        "tsv": f"results/views/{wildcards.train_set}.tsv",
-        "meta": f"results/views/{wildcards.train_set}.json",
-        "episodes": diversity_episodes_file(wildcards.train_set),
+        "tsv": f"results/views/{train_set}.tsv",
+        "meta": f"results/views/{train_set}.json",
+        "episodes": diversity_episodes_file(train_set),
     }
-    probe = DIV.probe
+    probe = DIV.for_probe(probe_name).probe
     if probe.kind == "checkpoint":
         name = probe.checkpoint
         if name not in CKPTS.index:
             raise ValueError(f"{CONFIG_SOURCE}: diversity.probe.checkpoint: {name!r} is not a checkpoint of "
                              f"{S.checkpoint_sheet} (replicates of a row are <row>-r0, <row>-r1, ...)")
         files["probe_checkpoint"] = checkpoint_file(name)
-    elif DIV.probe.pretrained_here:
+    elif probe.pretrained_here:
         files["probe_checkpoint"] = PROBE_FILE
     return files
 
@@ -154,22 +186,25 @@ def report_figures():
 
 
 def report_checkpoints():
-    """The checkpoints the summary joins, with their place in the design (level, replicate, role)
-    and the paths of their evaluation and diversity JSON (docs/formats.md sections 5 and 6).
-    Passed as a param, so a changed sheet redraws the report. Controls have no training set
-    in the statistics (their train_set only gave them BatchNorm statistics)."""
+    """The checkpoints the summary joins, once per evaluation (the held-out one, and own-test when
+    enabled), with their place in the design (level, replicate, role) and the paths of their
+    evaluation and diversity JSON (docs/formats.md sections 5 and 6). Passed as a param, so a
+    changed sheet redraws the report. Controls have no training set in the statistics (their
+    train_set only gave them BatchNorm statistics)."""
     out = []
-    for name, row in CKPTS.iterrows():
+    for target, (evaluation, name) in EVAL_TARGETS.items():
+        row = CKPTS.loc[name]
         control = row["role"] == "control"
         out.append({
             "name": name,
+            "evaluation": evaluation,
             "family": row["family"],
             "arch": row["arch"],
             "train_set": "" if control else row["train_set"],
             "level": None if control else train_set_level(row["train_set"]),
             "replicate": None if row["replicate"] is None or _eval_pd.isna(row["replicate"]) else int(row["replicate"]),
             "role": row["role"],
-            "eval": f"results/eval/{name}.json",
+            "eval": f"results/eval/{target}.json",
             "diversity": None if control else f"results/diversity/{row['train_set']}.json",
         })
     return out
@@ -180,7 +215,12 @@ def report_eval_files(wildcards):
 
 
 def report_npz_files(wildcards):
-    return [c["eval"].replace(".json", ".npz") for c in report_checkpoints()]
+    """The per-episode files of the held-out evaluation (the statistics' subject)."""
+    return [c["eval"].replace(".json", ".npz") for c in report_checkpoints() if c["evaluation"] == EVAL.name]
+
+
+# report.published: relative to the working directory when it exists there, else to the workflow.
+PUBLISHED_TABLE = str(sheet_path(S.report.published, workflow.basedir)) if S.report.published else None
 
 
 def report_diversity_files(wildcards):
@@ -251,28 +291,61 @@ def train_view_files(wildcards):
     return {"tsv": f"results/views/{view}.tsv", "meta": f"results/views/{view}.json"}
 
 
+if TRAINED_CHECKPOINTS and TRAIN_VIEW_INPUTS == "normalised":
+    # Training normalises the view's [0, 1] pixels itself (divcoeff.training.common); a view that hands
+    # out dataset-normalised images would be normalised twice.
+    raise ValueError(f"{CONFIG_SOURCE}: diversity.probe.normalisation: dataset makes the train set views hand out "
+                     f"normalised images, which training would normalise again; sheet rows made here "
+                     f"({', '.join(TRAINED_CHECKPOINTS[:3])}) need a config with normalisation: imagenet")
+
+
 # --- evaluate stage helpers ---
 import pandas as _eval_pd
 
-# Every sheet row is evaluated on the one held-out episode file.
-EVALUATED_CHECKPOINTS_RE = _alternatives(CKPTS.index)
+# Every checkpoint on the one held-out episode file (results/eval/<name>.json) and, with own_test
+# enabled, on its own train set's test episodes (results/eval/own-test/<name>.json).
+def eval_targets():
+    """target -> (evaluation label, checkpoint)."""
+    out = {name: (EVAL.name, name) for name in CKPTS.index}
+    if OWN.enabled:
+        out.update({f"{OWN_TEST}/{name}": (OWN_TEST, name) for name in CKPTS.index})
+    return out
+
+
+EVAL_TARGETS = eval_targets()
+EVAL_TARGETS_RE = _alternatives(EVAL_TARGETS)
+
+
+def target_evaluation(target):
+    """(label, checkpoint name, evaluation settings) of an evaluate target."""
+    label, name = EVAL_TARGETS[target]
+    settings = EVAL if label == EVAL.name else own_test_settings(CKPTS.loc[name, "train_set"])
+    return label, name, settings
 
 
 def evaluate_inputs(wildcards):
-    """The checkpoint, the held-out view and its evaluation episodes (docs/formats.md sections 2-4)."""
+    """The checkpoint, the evaluation's view and its episodes (docs/formats.md sections 2-4)."""
+    _, name, settings = target_evaluation(wildcards.target)
     return {
-        "checkpoint": checkpoint_file(wildcards.name),
-        "episodes": eval_episodes_file(),
-        "view_tsv": f"results/views/{EVAL.name}.tsv",
-        "view_json": f"results/views/{EVAL.name}.json",
+        "checkpoint": checkpoint_file(name),
+        "episodes": eval_episodes_file(settings),
+        "view_tsv": f"results/views/{settings.name}.tsv",
+        "view_json": f"results/views/{settings.name}.json",
     }
+
+
+def evaluate_params(wildcards):
+    """The settings one evaluation of one checkpoint depends on (its family's only)."""
+    _, name, settings = target_evaluation(wildcards.target)
+    return settings.for_family(CKPTS.loc[name, "family"])
 
 
 def evaluate_sheet_row(wildcards):
     """What the evaluation needs from the checkpoint's sheet row."""
-    row = CKPTS.loc[wildcards.name]
+    _, name, _ = target_evaluation(wildcards.target)
+    row = CKPTS.loc[name]
     return {
-        "name": wildcards.name,
+        "name": name,
         "family": row["family"],
         "train_set": row["train_set"],
         "role": row["role"],

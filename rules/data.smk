@@ -59,6 +59,7 @@ rule build_view:
         # Training sets: every component must offer more than one distinct diversity task.
         task_shape=lambda w: [DIV.ways, DIV.shots + DIV.queries] if w.view in TRAIN_SETS else None,
         allow_overlap=lambda w: EVAL.allow_overlap if w.view == EVAL.name else None,
+        inputs=lambda w: view_default_inputs(w.view),
         code=CODE["build_view"],
     wildcard_constraints:
         view=_alternatives(VIEWS),
@@ -95,4 +96,5 @@ rule sample_episodes:
 
 ALL_TARGETS.extend(expand("results/figures/{b}_montage.png", b=GLYPH_BENCHMARKS))
 ALL_TARGETS.append(eval_episodes_file())
+ALL_TARGETS.extend(eval_episodes_file(own_test_settings(t)) for t in OWN_TEST_VIEWS.values())
 ALL_TARGETS.extend(diversity_episodes_file(t) for t in TRAIN_SETS)

@@ -27,30 +27,33 @@ rule train_probe:
         "../workflow_scripts/train_probe.py"
 
 
+# One job per train set and probe: results/diversity/<train_set>.json with diversity.probe (the summary's),
+# results/diversity/probes/<probe>/<train_set>.json with each of diversity.probes (the 2022 table's four).
 rule diversity:
     input:
         unpack(diversity_inputs),
     output:
-        json="results/diversity/{train_set}.json",
-        npy="results/diversity/{train_set}.npy",
+        json="results/diversity/{target}.json",
+        npy="results/diversity/{target}.npy",
     params:
-        diversity=DIV.as_dict(),
+        train_set=lambda w: DIVERSITY_TARGETS[w.target][0],
+        diversity=lambda w: DIV.job_params(DIVERSITY_TARGETS[w.target][1]),
         master_seed=S.seed,
         code=CODE["diversity"],
     wildcard_constraints:
-        train_set=_alternatives(TRAIN_SETS),
+        target=_alternatives(DIVERSITY_TARGETS),
     # compute.diversity: threads and resources (task_batch, engine, ...), not a rerun trigger.
     threads: S.compute.diversity.threads
     resources:
         **S.compute.diversity.resources(),
     log:
-        "logs/diversity/{train_set}.log",
+        "logs/diversity/{target}.log",
     benchmark:
-        "benchmarks/diversity/{train_set}.tsv"
+        "benchmarks/diversity/{target}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
         "../workflow_scripts/diversity.py"
 
 
-ALL_TARGETS.extend(expand("results/diversity/{t}.json", t=TRAIN_SETS))
+ALL_TARGETS.extend(expand("results/diversity/{t}.json", t=DIVERSITY_TARGETS))

@@ -1,32 +1,36 @@
-# Evaluate stage: every checkpoint of the sheet on the same held-out episodes; few-shot accuracy
-# and query loss per episode, mean and 95% CI (docs/formats.md section 6). A GPU is used when the
-# job has one (resources come from the profile, e.g. profiles/slurm); CPU-only machines run as is.
+# Evaluate stage: every checkpoint of the sheet on the same held-out episodes (results/eval/<name>.json)
+# and, with own_test enabled, on the test episodes of its own training set (results/eval/own-test/<name>.json,
+# the published tables); few-shot accuracy and query loss per episode, mean and 95% CI (docs/formats.md
+# section 6), under evaluation.protocol. A GPU is used when the job has one (resources come from the
+# profile, e.g. profiles/slurm); CPU-only machines run as is.
 
 
 rule evaluate:
     input:
         unpack(evaluate_inputs),
     output:
-        json="results/eval/{name}.json",
-        npz="results/eval/{name}.npz",
+        json="results/eval/{target}.json",
+        npz="results/eval/{target}.npz",
     params:
         row=evaluate_sheet_row,
-        evaluation=lambda w: EVAL.for_family(CKPTS.loc[w.name, "family"]),
+        evaluation=evaluate_params,
+        label=lambda w: EVAL_TARGETS[w.target][0],
+        master_seed=S.seed,
         code=CODE["evaluate"],
     wildcard_constraints:
-        name=EVALUATED_CHECKPOINTS_RE,
+        target=EVAL_TARGETS_RE,
     # compute.evaluate: threads and resources (batch_size, ...), not a rerun trigger.
     threads: S.compute.evaluate.threads
     resources:
         **S.compute.evaluate.resources(),
     log:
-        "logs/eval/{name}.log",
+        "logs/eval/{target}.log",
     benchmark:
-        "benchmarks/eval/{name}.tsv"
+        "benchmarks/eval/{target}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
         "../workflow_scripts/evaluate.py"
 
 
-ALL_TARGETS.extend(expand("results/eval/{name}.json", name=CKPTS.index))
+ALL_TARGETS.extend(expand("results/eval/{target}.json", target=EVAL_TARGETS))

@@ -3,6 +3,8 @@
 # `snakemake --report` (report/*.rst). Light work: no benchmark files.
 
 REPORT = S.report
+# What the plots and the statistics depend on (the published table feeds only published_comparison).
+REPORT_PARAMS = {k: v for k, v in REPORT.as_dict().items() if k != "published"}
 
 
 # Light: on a cluster these run on the login node, not as jobs.
@@ -10,6 +12,7 @@ localrules:
     summarize,
     statistics,
     plot,
+    published_comparison,
 
 
 rule summarize:
@@ -41,7 +44,8 @@ rule statistics:
         paired=report("results/paired_comparison.tsv", caption="../report/paired_comparison.rst", category="Results", subcategory="Statistics", labels={"table": "paired_comparison.tsv"}),
     params:
         master_seed=S.seed,
-        report=REPORT.as_dict(),
+        report=REPORT_PARAMS,
+        evaluation=EVAL.name,
         metrics=[m for m in report_metrics() if m != "loss"],
         code=CODE["statistics"],
     log:
@@ -62,7 +66,8 @@ rule plot:
         svg=report("results/figures/diversity_vs_{metric}.svg", caption="../report/scatter.rst", category="Results", subcategory="Diversity vs {metric}", labels={"figure": "diversity vs {metric}", "format": "SVG"}),
     params:
         master_seed=S.seed,
-        report=REPORT.as_dict(),
+        report=REPORT_PARAMS,
+        evaluation=EVAL.name,
         code=CODE["plot"],
     wildcard_constraints:
         metric=_alternatives(report_metrics()),
@@ -76,3 +81,31 @@ rule plot:
 
 ALL_TARGETS.extend(["results/summary.tsv", "results/correlation.tsv", "results/paired_comparison.tsv"])
 ALL_TARGETS.extend(report_figures())
+
+
+# The published tables next to ours (report.published: config/paper/published.tsv): every published
+# value our results match (own-test accuracies, coefficients with the same probe and split).
+rule published_comparison:
+    input:
+        summary="results/summary.tsv",
+        published=PUBLISHED_TABLE or [],
+        diversity=expand("results/diversity/{t}.json", t=DIVERSITY_TARGETS),
+    output:
+        tsv=report("results/published_vs_reproduced.tsv", caption="../report/published.rst", category="Results", subcategory="Published vs reproduced", labels={"table": "published_vs_reproduced.tsv"}),
+        png=report("results/figures/published_vs_reproduced.png", caption="../report/published.rst", category="Results", subcategory="Published vs reproduced", labels={"figure": "published vs reproduced", "format": "PNG"}),
+        pdf="results/figures/published_vs_reproduced.pdf",
+        svg="results/figures/published_vs_reproduced.svg",
+    params:
+        splits={t: spec["split"] for t, spec in S.train_sets.items()},
+        dpi=REPORT.dpi,
+        code=CODE["published_comparison"],
+    log:
+        "logs/report/published_comparison.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/published_comparison.py"
+
+
+if PUBLISHED_TABLE:
+    ALL_TARGETS.append("results/published_vs_reproduced.tsv")

@@ -44,9 +44,45 @@ def test_list_zenodo_prints_rows_for_checkpoint_files_with_md5(server, capsys):
     assert [r["name"] for r in got] == ["hdb1-model", "maml-5way-v2", "mini_usl_resnet12"]
     assert [r["checksum"] for r in got] == [f"md5:{md5(C)}", f"md5:{md5(B)}", f"md5:{md5(A)}"]
     assert {r["source"] for r in got} == {"zenodo"} and {r["arch"] for r in got} == {"resnet12_rfs"}
-    assert {r["family"] for r in got} == {""} and {r["train_set"] for r in got} == {""}
+    # family and train_set where the key shows them, FILL-IN (refused by the sheet) where it does not
+    assert [(r["family"], r["train_set"]) for r in got] == [("FILL-IN", "hdb1"), ("maml", "FILL-IN"),
+                                                             ("pt", "mini-imagenet")]
     assert "3 checkpoint file(s) of 4" in err and "Curse of low task diversity" in err
-    assert "fill in family and train_set" in err
+    assert "hdb1-model: fill in family" in err and "maml-5way-v2: fill in train_set" in err
+
+
+def test_list_zenodo_keeps_full_keys_when_files_share_a_base_name(capsys):
+    s = FakeServer().start()
+    try:
+        s.add_record("8247898", {"runs/hdb4_micod/maml/ckpt.pt": A, "runs/hdb4_micod/usl/ckpt.pt": B,
+                                 "runs/mi/sl/ckpt.pt": C, "runs/other/ckpt.pt": A + b"x"})
+        code, out, err = run(capsys, "list-zenodo", "8247898", "--base-url", s.url)
+    finally:
+        s.stop()
+    assert code == 0
+    got = {r["uri"]: r for r in rows(out)}
+    assert set(got) == {"8247898/runs/hdb4_micod/maml/ckpt.pt", "8247898/runs/hdb4_micod/usl/ckpt.pt",
+                        "8247898/runs/mi/sl/ckpt.pt", "8247898/runs/other/ckpt.pt"}
+    assert len({r["name"] for r in got.values()}) == 4  # names from the whole key, so they do not collide
+    assert (got["8247898/runs/hdb4_micod/maml/ckpt.pt"]["family"], got["8247898/runs/hdb4_micod/maml/ckpt.pt"][
+        "train_set"]) == ("maml", "hdb4")
+    assert got["8247898/runs/hdb4_micod/usl/ckpt.pt"]["family"] == "pt"
+    assert (got["8247898/runs/mi/sl/ckpt.pt"]["family"], got["8247898/runs/mi/sl/ckpt.pt"]["train_set"]) == (
+        "pt", "mini-imagenet")
+    assert (got["8247898/runs/other/ckpt.pt"]["family"], got["8247898/runs/other/ckpt.pt"]["train_set"]) == (
+        "FILL-IN", "FILL-IN")
+    assert "runs-other-ckpt: fill in family and train_set" in err
+
+
+def test_unchecked_rows_are_refused_by_the_sheet(repo, tmp_path):
+    from divcoeff.config import ConfigError
+
+    sheet = tmp_path / "sheet.tsv"
+    sheet.write_text("\t".join(SHEET_COLUMNS[:8]) + "\n" +
+                     "a\tFILL-IN\tresnet12_rfs\tzenodo\t8247898/a/ckpt.pt\t\tmini-imagenet\tfalse\n")
+    config = yaml.safe_load((repo / "config/paper/config.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"row 'a'.*family"):
+        load_sheet(sheet, repo / "config/schemas/checkpoints.schema.yaml", config)
 
 
 def test_list_zenodo_names_are_valid_sheet_names(server, capsys):

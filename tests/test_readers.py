@@ -250,6 +250,15 @@ def test_tiered_imagenet_tar(tmp_path):
         assert _splits(ds)[name] == split
         np.testing.assert_array_equal(_pixels(ds, name), imgs)
     assert set(ds.classes["domain"]) == {"category-train", "category-val", "category-test"}
+    # Zenodo 7978538 holds the same pickles one by one as tiered-imagenet-<name>
+    loose = {}
+    for member, data in members.items():
+        name = "tiered-imagenet-" + member.split("/", 1)[1]
+        (tmp_path / name).write_bytes(data)
+        loose[name] = tmp_path / name
+    zen = _index(tmp_path / "zenodo", "tiered", {"format": "tiered-imagenet", "strict": False}, loose)
+    assert _splits(zen) == _splits(ds)
+    np.testing.assert_array_equal(np.asarray(zen.images), np.asarray(ds.images))
 
 
 # --- Omniglot ---------------------------------------------------------------------------------
@@ -288,6 +297,38 @@ def test_omniglot_zips(tmp_path):
     other = _index(tmp_path / "other", "omni", {"format": "omniglot", "seed": 4, "strict": False}, files)
     assert _splits(again) == _splits(ds)
     assert _splits(other) != _splits(ds)
+
+
+def test_omniglot_as_the_published_loaders_read_it(tmp_path):
+    """ultimate-utils omniglot_l2l.py (hdb1/hdb4): classes[:1100]/[1100:1200]/[1200:] unshuffled (since
+    26070c8), ToRGB, Resize(84) bilinear, ToTensor, 1 - x; RandomClassRotation recorded for the episodes."""
+    files, raw = _omniglot_zips(tmp_path)
+    spec = {"format": "omniglot", "strict": False, "shuffle_classes": False, "channels": 3, "image_size": 84,
+            "resample": "bilinear", "pixels": "inverted", "task_rotations": [0, 90, 180, 270]}
+    ds = _index(tmp_path, "omni", spec, files)
+    # FullOmniglot order (background then evaluation, sorted), cut 8/1/3 in order: no shuffle
+    order = list(ds.classes.sort_values("class_id")["name"])
+    assert order[:4] == [f"Greek/character0{c}" for c in range(1, 5)] and order[-1] == "Tengwar/character04"
+    assert list(ds.classes.sort_values("class_id")["split"]) == ["train"] * 8 + ["val"] + ["test"] * 3
+    img = Image.open(io.BytesIO(raw["images_background/Greek/character03/0003_01.png"])).convert("L").convert("RGB")
+    want = 255 - np.asarray(img.resize((84, 84), Image.Resampling.BILINEAR))  # torchvision Resize, then 1 - x
+    np.testing.assert_array_equal(_pixels(ds, "Greek/character03")[0], want)
+    assert ds.manifest["normalisation"] is None
+    assert ds.manifest["task_rotations"] == {"degrees": [0, 90, 180, 270], "scope": "task"}
+    assert ds.manifest["build"]["pixels"] == "inverted" and "bilinear" in ds.manifest["build"]["resize"]
+
+
+def test_normalisation_and_byte_wrapped_pixels_are_recorded(tmp_path):
+    files, truth = _mini_files(tmp_path)
+    norm = {"mean": [0.47, 0.45, 0.41], "std": [0.28, 0.27, 0.28]}
+    ds = _index(tmp_path, "mini", {"format": "mini-imagenet", "strict": False, "normalisation": norm,
+                                   "pixels": "byte_wrapped"}, files)
+    assert ds.manifest["normalisation"] == norm and ds.manifest["task_rotations"]["degrees"] == []
+    # torchvision's ToPILImage on learn2learn's float 0-255 tensors: x * 255 cast to uint8 wraps to (256 - p) % 256
+    import torch
+    pixels = truth["ntr001"]
+    wrapped = torch.from_numpy(pixels.astype(np.float32)).mul(255).byte().numpy()
+    np.testing.assert_array_equal(_pixels(ds, "ntr001"), wrapped)
 
 
 # --- image-folder benchmarks -------------------------------------------------------------------
@@ -444,3 +485,12 @@ def test_workflow_fetches_and_indexes_a_local_benchmark(tmp_path):
     assert src["sha256"] == sha256_file(z) and src["source"] == "file"
     assert (run / "resources/benchmarks/tinyfs/cifar100.zip.provenance.json").is_file()
     assert (run / "logs/benchmarks/index_tinyfs.log").is_file()
+
+
+def test_reader_options_of_a_fetched_benchmark_complete_whatever_its_source():
+    """The index rule passes a benchmark's entry without its files; a zenodo or url entry must complete too."""
+    from divcoeff.settings import reader_spec
+
+    for source in ("zenodo", "url", "hf", "file"):
+        spec = reader_spec({"source": source, "format": "omniglot", "pixels": "inverted"})
+        assert spec["pixels"] == "inverted" and spec["resample"] == "lanczos" and spec["normalisation"] is None

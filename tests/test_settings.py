@@ -9,7 +9,7 @@ from divcoeff import settings as st
 from divcoeff.codeversion import code_version, module_closure
 from divcoeff.config import ConfigError
 
-SECTIONS = [st.TrainSettings, st.DiversitySettings, st.EvaluationSettings, st.ReportSettings]
+SECTIONS = [st.TrainSettings, st.DiversitySettings, st.EvaluationSettings, st.ReportSettings, st.OwnTestSettings]
 
 
 def all_settings_classes(cls):
@@ -42,7 +42,7 @@ def test_every_schema_key_of_a_stage_has_a_default_or_is_required_and_compute_ke
             assert "default" in sub or key in node.get("required", []), f"{here}: no default and not required"
             if sub.get("type") == "object":
                 walk(sub, here)
-    for section in ("training", "diversity", "evaluation", "report", "compute", "fetch"):
+    for section in ("training", "diversity", "evaluation", "report", "compute", "fetch", "own_test"):
         walk(st.subschema(section), section)
     compute = st.subschema("compute")
     assert compute["description"] and all(sub["properties"][k].get("description")
@@ -83,6 +83,46 @@ def test_evaluation_params_split_by_family():
     assert pt["logreg_C"] == 0.5 and "maml" not in pt
     assert "logreg_C" not in maml and maml["maml"]["inner_steps"] == ev.maml.inner_steps
     assert pt["episodes"] == maml["episodes"] == ev.episodes
+
+
+def test_maml_inner_step_counts_name_the_methods_and_the_protocol_defaults_to_clean():
+    one = st.EvaluationSettings.from_config({"name": "x", "benchmarks": ["b"]})
+    assert one.protocol == "clean" and one.maml.methods() == {"maml": 10}
+    two = st.EvaluationSettings.from_config({"name": "x", "benchmarks": ["b"], "protocol": "published",
+                                             "maml": {"inner_steps": [5, 10]}})
+    assert two.published and two.maml.methods() == {"maml5": 5, "maml10": 10}
+    assert two.for_family("maml")["maml"]["inner_steps"] == [5, 10] and two.for_family("pt")["protocol"] == "published"
+    with pytest.raises(ConfigError, match="inner_steps"):
+        st.EvaluationSettings.from_config({"name": "x", "benchmarks": ["b"], "maml": {"inner_steps": [5, 5]}})
+
+
+def test_extra_probes_each_get_their_own_job_params():
+    d = st.DiversitySettings.from_config({"probe": {"normalisation": "dataset", "image_size": None},
+                                          "probes": {"r34": {"arch": "resnet34", "weights": "random",
+                                                             "normalisation": "dataset"}}})
+    assert list(d.probes) == ["r34"] and d.probes["r34"].pool.steps == 400  # defaults filled in
+    main, extra = d.job_params(), d.job_params("r34")
+    assert "probes" not in main and main["probe"]["arch"] == "resnet18" and main["probe"]["image_size"] is None
+    assert extra["probe"]["arch"] == "resnet34" and {k: v for k, v in extra.items() if k != "probe"} == \
+        {k: v for k, v in main.items() if k != "probe"}
+    assert d.probes["r34"].label == "resnet34-random" and d.probe.label == "resnet18-imagenet"
+    with pytest.raises(ConfigError, match="normalisation"):
+        st.DiversitySettings.from_config({"probes": {"r34": {"normalisation": "dataset"}}})
+    with pytest.raises(ConfigError, match="pool"):
+        st.DiversitySettings.from_config({"probe": {"weights": "pool", "normalisation": "dataset"}})
+
+
+def test_own_test_takes_the_scoring_of_evaluation_and_the_data_of_the_train_set():
+    ev = st.EvaluationSettings.from_config({"name": "held", "benchmarks": ["a", "b"], "protocol": "published",
+                                            "episodes": 600, "seed": 21})
+    own = st.OwnTestSettings.from_config({"enabled": True, "episodes": 300, "episodes_per_train_set": {"mi": 500}})
+    spec = st.train_set_spec({"benchmarks": ["mi"], "mixture_over": "benchmark", "image_size": 32,
+                              "normalisation": {"mi": None}})
+    s = own.evaluation(ev, "mi", spec)
+    assert (s.name, s.benchmarks, s.split, s.episodes, s.seed, s.image_size) == ("own-test.mi", ("mi",), "test", 500,
+                                                                                 22, 32)
+    assert s.protocol == "published" and s.view_spec()["normalisation"] == {"mi": None}
+    assert own.episodes_of("other") == 300
 
 
 def test_compute_settings_come_back_from_job_resources():

@@ -165,3 +165,84 @@ def test_a_held_out_view_that_shares_data_with_a_training_set_is_refused(dataset
     with pytest.raises(ViewError, match=r"held-out view 'te2' shares data .*tr: \d+ images, 5 classes.*allow_overlap"):
         check_held_out("te2", same, {"tr": train, "other": test}, allow_overlap=False)
     assert check_held_out("te2", same, {"tr": train, "other": test}, allow_overlap=True) == {"tr": found}
+
+
+# --- what the published loaders do to their inputs: normalisation per benchmark, class rotations ---
+
+def _with_inputs(tmp_path, dataset, normalisation=None, rotations=None):
+    """The synthetic dataset with a manifest that records a normalisation and task rotations, as a
+    published benchmark's does (divcoeff.readers)."""
+    import json
+    import shutil
+
+    d = tmp_path / "data" / "synth-inputs"
+    shutil.copytree(dataset.path, d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["normalisation"] = normalisation
+    manifest["task_rotations"] = rotations or {"degrees": [], "scope": "task"}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    return IndexedDataset.load(d)
+
+
+def test_views_record_and_apply_each_benchmarks_normalisation(tmp_path, dataset):
+    import torch
+
+    norm = {"mean": [0.3], "std": [0.2]}
+    ds = _with_inputs(tmp_path, dataset, normalisation=norm)
+    view = _view(tmp_path, ds, "n", split="test")
+    assert view.normalisation == {"synth": norm} and not view.normalises_by_default
+    raw = view.images([0, 1])
+    torch.testing.assert_close(view.images([0, 1], normalise=True), (raw - 0.3) / 0.2)
+    # a view's own entry replaces the benchmark's (the 2022 CIFAR-FS statistics); null: none
+    over = _view(tmp_path, ds, "o", split="test", normalisation={"synth": None})
+    torch.testing.assert_close(over.images([0, 1], normalise=True), raw)
+    # the train set views a dataset-normalised probe reads hand out normalised images by default
+    table, meta = build_view("d", {"benchmarks": ["synth"], "split": "test"}, {"synth": ds}, seed=0, inputs="normalised")
+    write_view(tmp_path / "d.tsv", tmp_path / "d.json", table, meta)
+    torch.testing.assert_close(View.load(tmp_path / "d.tsv").images([0, 1]), (raw - 0.3) / 0.2)
+    with pytest.raises(ViewError, match="3/3 values .* 1 channel"):
+        _view(tmp_path, ds, "bad", split="test", normalisation={"synth": {"mean": [0, 0, 0], "std": [1, 1, 1]}})
+
+
+@pytest.mark.parametrize("scope", ["task", "class"])
+def test_episodes_rotate_classes_as_random_class_rotation_does(tmp_path, dataset, scope):
+    import torch
+
+    ds = _with_inputs(tmp_path, dataset, rotations={"degrees": [0, 90, 180, 270], "scope": scope})
+    view = _view(tmp_path, ds, f"r-{scope}", split="test")
+    N = len(view.table)
+    eps = sample_episodes(view, 5, 2, 3, 200, seed=1)
+    rows = np.concatenate([eps.support, eps.query], axis=2)        # (E, W, K+Q)
+    turns = rows // N
+    assert rows.max() < 4 * N and view.max_row == 4 * N
+    # every image of a class shares one rotation; under "task" (what learn2learn's late-binding lambda
+    # does) one rotation serves the whole episode
+    assert (turns == turns[:, :, :1]).all()
+    per_episode = np.array([len(set(turns[e, :, 0])) for e in range(len(turns))])
+    assert (per_episode == 1).all() if scope == "task" else (per_episode > 1).any()
+    counts = np.bincount(turns[:, :, 0].ravel(), minlength=4) / turns[:, :, 0].size
+    assert np.all(np.abs(counts - 0.25) < 0.06)                    # uniform over 0/90/180/270
+    # a rotated row is the image of its row turned counter-clockwise (torchvision's sense)
+    e = int(np.flatnonzero(turns[:, 0, 0] == 1)[0])
+    r = int(eps.support[e, 0, 0])
+    torch.testing.assert_close(view.images([r])[0], torch.rot90(view.images([r % N])[0], 1, dims=(1, 2)))
+    torch.testing.assert_close(view.labels([r]), view.labels([r % N]))
+    # the file round-trips and refuses rows past the rotated copies
+    write_episodes(tmp_path / "e.json", eps)
+    assert np.array_equal(load_episodes(tmp_path / "e.json", view).support, eps.support)
+    plain = _view(tmp_path, dataset, "plain", split="test")
+    with pytest.raises(EpisodeError, match="beyond"):
+        load_episodes(tmp_path / "e.json", View(plain.path, view.table, {**plain.meta, "name": view.name,
+                                                                          "sha256": view.sha256}))
+
+
+def test_views_without_rotations_draw_the_same_episodes_as_before(tmp_path, dataset):
+    """Rotation draws happen only where there are rotations: other episode files are unchanged."""
+    view = _view(tmp_path, dataset, "same", split="test")
+    eps = sample_episodes(view, 5, 2, 3, 20, seed=1)
+    assert eps.support.max() < len(view.table)
+    digest = __import__("hashlib").sha256(np.concatenate([eps.support.ravel(), eps.query.ravel()]).tobytes())
+    assert digest.hexdigest()[:16] == EXPECTED_PLAIN_DRAW
+
+
+EXPECTED_PLAIN_DRAW = "762c684e22b3f6f9"  # sample_episodes before rotations existed (commit 2c65521)

@@ -16,9 +16,10 @@ with log_to(snakemake.log[0]) as log:
     datasets = {b: IndexedDataset.load(Path(snakemake.input[f"{b}_manifest"]).parent) for b in spec["benchmarks"]}
     shape = p.task_shape
     table, meta = build_view(snakemake.wildcards.view, spec, datasets, seed=p.seed,
-                             min_classes_per_component=p.min_ways, task_shape=tuple(shape) if shape else None)
+                             min_classes_per_component=p.min_ways, task_shape=tuple(shape) if shape else None,
+                             inputs=p.inputs)
     if p.allow_overlap is not None:  # the held-out view: checked against every training set in use
-        train = {key[len("train_"):]: pd.read_csv(path, sep="\t", dtype={"benchmark": str, "class_name": str},
+        train = {key[len("train_"):]: pd.read_csv(path, sep="	", dtype={"benchmark": str, "class_name": str},
                                                   keep_default_na=False)
                  for key, path in snakemake.input.items() if key.startswith("train_")}
         meta["overlap"] = check_held_out(meta["name"], table, train, p.allow_overlap)

@@ -1,4 +1,8 @@
-"""Rule evaluate: one checkpoint on the fixed held-out episodes -> results/eval/<name>.json + .npz."""
+"""Rule evaluate: one checkpoint on one evaluation's episodes -> results/eval/[own-test/]<name>.json + .npz.
+
+snakemake.params.row: the checkpoint's sheet row; .evaluation: the evaluation settings of its family;
+.label: the evaluation's name in the summary (the held-out view's name, or own-test); .master_seed.
+"""
 import sys
 from pathlib import Path
 
@@ -21,10 +25,12 @@ with log_to(snakemake.log[0]) as log:
     view = View.load(snakemake.input.view_tsv)
     episodes = load_episodes(snakemake.input.episodes, view)
     ckpt = load_checkpoint(snakemake.input.checkpoint, family=row["family"], allow_pickle=row["allow_pickle"])
-    result = evaluate_checkpoint(ckpt, view, episodes, settings, compute, device=device, name=row["name"])
+    result = evaluate_checkpoint(ckpt, view, episodes, settings, compute, device=device, name=row["name"],
+                                 master_seed=snakemake.params.master_seed)
     control = row["role"] == "control"
     header = {
         "checkpoint": row["name"],
+        "evaluation": snakemake.params.label,
         "role": row["role"],
         # A control has no training set in the statistics; its BatchNorm statistics came from one.
         "train_set": "" if control else row["train_set"],
@@ -47,5 +53,6 @@ with log_to(snakemake.log[0]) as log:
     doc = write_results(snakemake.output.json, snakemake.output.npz, result, header)
     for method, m in doc["methods"].items():
         cal = m["loss_calibrated"]["mean"] if m["loss_calibrated"] else float("nan")
-        log.info("%s %s: accuracy %.4f +- %.4f, loss %.4f, calibrated loss %.4f", row["name"], method,
+        log.info("%s %s (%s): accuracy %.4f +- %.4f, loss %.4f, calibrated loss %.4f", row["name"], method,
+                 snakemake.params.label,
                  m["accuracy"]["mean"], m["accuracy"]["ci95"], m["loss"]["mean"], cal)

@@ -4,6 +4,7 @@ snakemake.input.tsv           results/summary.tsv
 snakemake.input.correlation   results/correlation.tsv (optional): the plot prints the same figures and
                               fails if they differ from those it recomputes (a stale file)
 snakemake.params.master_seed, .report (the report: settings, divcoeff.settings.ReportSettings)
+snakemake.params.evaluation   the evaluation plotted (the held-out one)
 snakemake.wildcards.metric    accuracy | loss | loss_calibrated
 """
 import sys
@@ -14,7 +15,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from divcoeff.logs import log_to
 from divcoeff.report.design import read_correlation
 from divcoeff.report.plots import close, family_stats_line, family_label, save_figure, scatter_plot, METRIC_AXES
-from divcoeff.report.summary import read_summary
+from divcoeff.report.summary import of_evaluation, read_summary
 from divcoeff.seeding import derive_seed
 from divcoeff.settings import ReportSettings
 
@@ -24,7 +25,8 @@ with log_to(snakemake.log[0]) as log:
     metric = snakemake.wildcards.metric
     corr_path = getattr(snakemake.input, "correlation", None)
     correlations = read_correlation(corr_path) if corr_path else None
-    plot = scatter_plot(read_summary(snakemake.input.tsv), metric, pt_method=report.pt_method, x_ci=report.x_ci,
+    summary = of_evaluation(read_summary(snakemake.input.tsv), getattr(p, "evaluation", None))
+    plot = scatter_plot(summary, metric, pt_method=report.pt_method, x_ci=report.x_ci,
                         n_boot=report.bootstrap, seed=derive_seed(p.master_seed, "report", report.seed),
                         correlations=correlations)
     for i, (family, res) in enumerate(plot.families.items()):

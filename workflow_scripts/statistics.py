@@ -4,6 +4,7 @@ snakemake.input.tsv          results/summary.tsv
 snakemake.input.npz          every checkpoint's results/eval/<checkpoint>.npz (matched to the
                              summary by file name; controls' files may be listed, they are not used)
 snakemake.params.master_seed, .report (the report: settings, divcoeff.settings.ReportSettings)
+snakemake.params.evaluation  the evaluation the statistics are about (the held-out one; own-test rows are left out)
 snakemake.output.correlation results/correlation.tsv       (divcoeff.report.design.CORRELATION_COLUMNS)
 snakemake.output.paired      results/paired_comparison.tsv (divcoeff.report.paired.PAIRED_COLUMNS)
 """
@@ -15,7 +16,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from divcoeff.logs import log_to
 from divcoeff.report.design import correlation_table, write_tsv
 from divcoeff.report.paired import load_episode_arrays, npz_paths_by_checkpoint, paired_comparison_table
-from divcoeff.report.summary import read_summary
+from divcoeff.report.summary import of_evaluation, read_summary
 from divcoeff.seeding import derive_seed
 from divcoeff.settings import ReportSettings
 
@@ -23,7 +24,7 @@ with log_to(snakemake.log[0]) as log:
     p = snakemake.params
     report = ReportSettings.from_config(p.report)
     seed = derive_seed(p.master_seed, "report", report.seed)
-    summary = read_summary(snakemake.input.tsv)
+    summary = of_evaluation(read_summary(snakemake.input.tsv), getattr(p, "evaluation", None))
 
     metrics = tuple(p.metrics)
     corr = correlation_table(summary, metrics=metrics, pt_method=report.pt_method, n_boot=report.bootstrap, seed=seed)

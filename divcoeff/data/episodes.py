@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from divcoeff.data.views import View
 from divcoeff.io import atomic_write_text
@@ -54,14 +55,27 @@ class Episodes:
         return np.unique(np.concatenate([self.support.ravel(), self.query.ravel()]))
 
 
+def _rotation_draw(view: View, comp_rows: pd.DataFrame) -> dict | None:
+    """The rotations of a component's benchmark ({degrees, scope}), or None."""
+    return view.rotations.get(str(comp_rows["benchmark"].iloc[0]))
+
+
 def sample_episodes(view: View, ways: int, shots: int, queries: int, n: int, seed: int) -> Episodes:
     """Draw `n` episodes mixture-style: a component uniformly, then `ways` classes in it, then
-    `shots + queries` distinct images per class."""
+    `shots + queries` distinct images per class.
+
+    In a component whose benchmark rotates classes (the published Omniglot), each class then gets a
+    rotation drawn uniformly from its degrees, as learn2learn's RandomClassRotation draws one per
+    class with `random.choice`; with scope ``task`` every image of the episode takes the last
+    class's, which is what that transform's late-binding lambda makes of it. The rows of the
+    episode then name the rotated images (View.rotated_row). Views without rotations draw exactly
+    as before (the rotation draws come after the image draws, and only where there are rotations)."""
     per_image = shots + queries
     table = view.table
     comps = sorted(table["component"].unique())
     pools: list[list[np.ndarray]] = []  # per eligible component: row arrays of its usable classes
     labels: list[list[int]] = []
+    rotations: list[dict | None] = []
     eligible = []
     for c, comp in enumerate(comps):
         sub = table[table["component"] == comp]
@@ -71,6 +85,7 @@ def sample_episodes(view: View, ways: int, shots: int, queries: int, n: int, see
             eligible.append(c)
             labels.append([lab for lab, _ in usable])
             pools.append([rows for _, rows in usable])
+            rotations.append(_rotation_draw(view, sub))
     if not eligible:
         raise EpisodeError(
             f"view {view.name!r}: no component has {ways} classes with at least {shots}+{queries} images each "
@@ -89,6 +104,13 @@ def sample_episodes(view: View, ways: int, shots: int, queries: int, n: int, see
             support[e, w], query[e, w] = rows[:shots], rows[shots:]
             classes[e, w] = labels[k][p]
         component[e] = eligible[k]
+        rot = rotations[k]
+        if rot:
+            degrees = np.asarray(rot["degrees"])[rng.integers(len(rot["degrees"]), size=ways)]
+            if rot["scope"] == "task":
+                degrees[:] = degrees[-1]
+            support[e] = view.rotated_row(support[e], degrees[:, None])
+            query[e] = view.rotated_row(query[e], degrees[:, None])
     meta = {"format": FORMAT, "view": view.name, "view_sha256": view.sha256, "ways": ways, "shots": shots,
             "queries": queries, "n_episodes": n, "seed": seed, "components": comps}
     return Episodes(support, query, classes, component, meta)
@@ -133,6 +155,7 @@ def load_episodes(path: str | Path, view: View | None = None) -> Episodes:
         if meta.get("view") != view.name or meta.get("view_sha256") != view.sha256:
             raise EpisodeError(f"{path}: drawn from view {meta.get('view')!r} ({str(meta.get('view_sha256'))[:12]}), "
                                f"not from {view.path} ({view.sha256[:12]}); rebuild the episode file")
-        if support.size and max(support.max(), query.max()) >= len(view.table):
-            raise EpisodeError(f"{path}: refers to rows beyond the {len(view.table)} rows of {view.path}")
+        if support.size and max(support.max(), query.max()) >= view.max_row:
+            raise EpisodeError(f"{path}: refers to rows beyond the {view.max_row} rows of {view.path}"
+                               + (" (rotated copies included)" if view.max_row > len(view.table) else ""))
     return Episodes(support, query, classes, component, meta)

@@ -4,6 +4,21 @@ A training set (`train_sets:`) and the held-out evaluation set (`evaluation:`) a
 Building one resolves everything random about it once (which scripts a `domains: 2` draw
 picks, which classes and images are kept), so training, diversity and evaluation all read
 the same selection.
+
+What a view records about its inputs (``meta``), for the stages that feed a network:
+
+- ``normalisation``: per benchmark, the per-channel mean/std of the published code (the
+  benchmark's manifest, or the view spec's override; None: none), REFERENCE section 7;
+- ``rotations``: per benchmark whose episodes rotate its classes (the published Omniglot's
+  RandomClassRotation): the degrees and whether one rotation serves the whole task;
+- ``inputs``: what :meth:`View.images` returns when not told: ``pixels`` ([0, 1]) or
+  ``normalised`` (each image by its benchmark's normalisation: a probe with
+  ``normalisation: dataset`` receives exactly what the published protocol feeds a checkpoint).
+
+Rotated rows: a row number r + k * len(table) (k = 1, 2, 3) stands for row r rotated by
+k * 90 degrees counter-clockwise (torchvision's sense). Episode files name such rows for the
+benchmarks with rotations (divcoeff.data.episodes), so evaluation and diversity read rotated
+images through :meth:`View.images` without knowing about rotations.
 """
 from __future__ import annotations
 
@@ -26,6 +41,8 @@ if TYPE_CHECKING:  # torch is imported where pixels are served: the data env bui
     import torch
 
 VIEW_COLUMNS = ["row", "benchmark", "image_id", "label", "component", "class_name"]
+INPUTS = ("pixels", "normalised")
+ROTATION_STEP = 90  # degrees per rotated copy of a row (r + k * n_rows is row r turned k * 90 degrees)
 
 
 class ViewError(ValueError):
@@ -144,9 +161,30 @@ def check_not_degenerate(name: str, table: pd.DataFrame, ways: int, images_per_t
                 f"takes (diversity.shots + diversity.queries < images_per_class)")
 
 
+def input_records(name: str, spec: dict, datasets: dict[str, IndexedDataset], channels: int) -> tuple[dict, dict]:
+    """(normalisation, rotations) per benchmark of the view: from the datasets' manifests, the
+    normalisation overridden by the view spec's `normalisation` entries."""
+    overrides = spec.get("normalisation") or {}
+    normalisation, rotations = {}, {}
+    for b in spec["benchmarks"]:
+        manifest = datasets[b].manifest
+        norm = overrides[b] if b in overrides else manifest.get("normalisation")
+        if norm is not None:
+            mean, std = [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
+            if len(mean) != channels or len(std) != channels:
+                raise ViewError(f"view {name!r}: normalisation of {b!r} has {len(mean)}/{len(std)} values (mean/std) "
+                                f"but the view's images have {channels} channel(s)")
+            norm = {"mean": mean, "std": std}
+        normalisation[b] = norm
+        rot = manifest.get("task_rotations") or {}
+        if rot.get("degrees"):
+            rotations[b] = {"degrees": [int(d) for d in rot["degrees"]], "scope": rot.get("scope", "task")}
+    return normalisation, rotations
+
+
 def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed: int,
                min_classes_per_component: int = 5,
-               task_shape: tuple[int, int] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+               task_shape: tuple[int, int] | None = None, inputs: str = "pixels") -> tuple[pd.DataFrame, dict[str, Any]]:
     """Resolve a view spec against the datasets; returns the table and its metadata.
 
     `spec` is a train set entry (benchmarks, split, domains, draw, classes, images_per_class,
@@ -154,8 +192,10 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
     `kind: eval`. With `classes` set, the class budget is split as evenly as possible over the
     chosen components so that views of different diversity are matched in size. `task_shape`
     (ways, images per class of a task): refuse a view whose tasks could not differ
-    (:func:`check_not_degenerate`).
+    (:func:`check_not_degenerate`). `inputs`: what :meth:`View.images` returns by default.
     """
+    if inputs not in INPUTS:
+        raise ViewError(f"view {name!r}: inputs must be one of {INPUTS}, got {inputs!r}")
     spec = dict(spec)
     kind = spec.pop("kind", "train")
     spec = train_set_spec(spec, f"view {name!r}")
@@ -208,6 +248,7 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
         check_not_degenerate(name, table, *task_shape)
     first = datasets[spec["benchmarks"][0]].manifest
     size = spec.get("image_size") or int(first["image_size"][0])
+    normalisation, rotations = input_records(name, spec, datasets, int(first["channels"]))
     meta = {
         "name": name,
         "kind": kind,
@@ -222,6 +263,9 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
         "resolved": {"components": components,
                      "classes_per_component": table.groupby("component")["label"].nunique().to_dict()},
         "seed": seed,
+        "normalisation": normalisation,
+        "rotations": rotations,
+        "inputs": inputs,
     }
     return table, meta
 
@@ -299,23 +343,61 @@ class View:
     def channels(self) -> int:
         return int(self.meta["channels"])
 
+    @property
+    def normalisation(self) -> dict[str, dict | None]:
+        """Benchmark -> {mean, std} or None (views from before it was recorded: None for all)."""
+        return dict(self.meta.get("normalisation") or {})
+
+    @property
+    def rotations(self) -> dict[str, dict]:
+        """Benchmark -> {degrees, scope} for the benchmarks whose episodes rotate classes."""
+        return dict(self.meta.get("rotations") or {})
+
+    @property
+    def normalises_by_default(self) -> bool:
+        return self.meta.get("inputs", "pixels") == "normalised"
+
+    @property
+    def max_row(self) -> int:
+        """One past the largest row number an episode may name (rotated copies included)."""
+        return len(self.table) * (4 if self.rotations else 1)
+
+    def rotated_row(self, row: np.ndarray | int, degrees: np.ndarray | int) -> np.ndarray:
+        """The row number that stands for `row` turned by `degrees` (a multiple of 90) counter-clockwise."""
+        k = np.asarray(degrees) // ROTATION_STEP
+        return np.asarray(row) + (k % 4) * len(self.table)
+
     def images(self, rows: np.ndarray | list[int] | None = None, size: int | None = None,
-               channels: int | None = None) -> torch.Tensor:
-        """float32 (n, C, H, W) in [0, 1] for the given view rows (all rows when None)."""
+               channels: int | None = None, normalise: bool | None = None) -> torch.Tensor:
+        """float32 (n, C, H, W) for the given view rows (all rows when None; rotated rows turned).
+
+        In [0, 1] unless `normalise` (None: the view's ``inputs``), then each image normalised by its
+        benchmark's recorded normalisation (unchanged where it has none)."""
         import torch
 
         rows = np.arange(len(self.table)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.max_row):
+            raise ViewError(f"{self.path}: row {int(rows.max())} is beyond the view's {self.max_row} rows")
+        normalise = self.normalises_by_default if normalise is None else bool(normalise)
+        base, turns = rows % len(self.table), rows // len(self.table)
         size = size or self.image_size
         channels = channels or self.channels
         out = torch.empty((len(rows), channels, size, size), dtype=torch.float32)
-        sub = self.table.iloc[rows]
+        sub = self.table.iloc[base]
         for bench, positions in sub.groupby("benchmark").indices.items():
             ds = self._dataset(bench)
             ids = sub["image_id"].to_numpy()[positions]
-            order = np.argsort(ids)  # memmaps read fastest in order
+            order = np.argsort(ids, kind="stable")  # memmaps read fastest in order
             pixels = np.asarray(ds.images[ids[order]])
             x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0)
             x = convert_images(x, size, channels)
+            for k in range(1, 4):
+                turned = turns[positions[order]] == k
+                if turned.any():
+                    idx = torch.from_numpy(np.flatnonzero(turned))
+                    x[idx] = torch.rot90(x[idx], k, dims=(2, 3))  # counter-clockwise, as torchvision's rotate
+            if normalise:
+                x = normalise_images(x, self.normalisation.get(bench))
             out[torch.from_numpy(positions[order])] = x
         return out
 
@@ -323,13 +405,28 @@ class View:
         import torch
 
         labels = self.table["label"].to_numpy()
-        return torch.from_numpy(np.array(labels if rows is None else labels[np.asarray(rows)])).long()
+        if rows is None:
+            return torch.from_numpy(np.array(labels)).long()
+        return torch.from_numpy(np.array(labels[np.asarray(rows) % len(self.table)])).long()
 
     def _dataset(self, bench: str) -> IndexedDataset:
         cache = self.__dict__.setdefault("_datasets", {})
         if bench not in cache:
             cache[bench] = IndexedDataset.load(self.meta["datasets"][bench])
         return cache[bench]
+
+
+def normalise_images(x: torch.Tensor, norm: dict | None) -> torch.Tensor:
+    """(x - mean) / std per channel; unchanged when `norm` is None (a benchmark without normalisation)."""
+    import torch
+
+    if norm is None:
+        return x
+    mean = torch.tensor(norm["mean"], dtype=x.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(norm["std"], dtype=x.dtype).view(1, -1, 1, 1)
+    if mean.shape[1] != x.shape[1]:
+        raise ViewError(f"normalisation with {mean.shape[1]} channel(s) for images with {x.shape[1]}")
+    return (x - mean) / std
 
 
 def convert_images(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:

@@ -5,7 +5,9 @@ What a checkpoint sees is decided here, once, for both families:
 * :func:`input_spec` compares the checkpoint's ``preprocess`` (image size, channels) with the
   evaluation view. A mismatch is an error naming both, unless the config explicitly asks to
   resize (``evaluation.resize_to_checkpoint``); images are never resized silently.
-* :func:`load_inputs` reads view rows and applies the checkpoint's normalisation.
+* :func:`load_inputs` reads view rows and normalises them: by the checkpoint's recorded
+  normalisation (``clean``), or by each image's benchmark as the view records it (the published
+  protocol: the dataset's normalisation wins, REFERENCE section 7).
 * :func:`compute_features` runs ``model.features`` over every distinct image of the episodes
   once (eval mode, no_grad) and L2-normalises the result, as the published PT protocol does.
 """
@@ -38,10 +40,15 @@ class InputSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     resized: bool  # the view's images are converted to image_size/channels (explicitly asked for)
+    normalisation: str = "checkpoint"  # checkpoint: mean/std above; dataset: the view's, per benchmark
+    per_benchmark: dict | None = None  # dataset: benchmark -> {mean, std} or None, as applied
 
     def as_dict(self) -> dict:
-        return {"image_size": self.image_size, "channels": self.channels, "mean": list(self.mean),
-                "std": list(self.std), "resized": self.resized}
+        d = {"image_size": self.image_size, "channels": self.channels, "normalisation": self.normalisation,
+             "resized": self.resized}
+        if self.normalisation == "dataset":
+            return {**d, "per_benchmark": self.per_benchmark}
+        return {**d, "mean": list(self.mean), "std": list(self.std)}
 
 
 def _get(preprocess: Any, key: str) -> Any:
@@ -63,12 +70,16 @@ def _size(value: Any, where: str) -> int | None:
 
 
 def input_spec(preprocess: Any, model_channels: int, view: View, *, resize: bool = False,
-               checkpoint: str = "checkpoint") -> InputSpec:
+               checkpoint: str = "checkpoint", normalisation: str = "checkpoint") -> InputSpec:
     """Check that `checkpoint` can take the view's images as they are (or resize, if asked).
 
     `preprocess` is the checkpoint's (image_size, channels, mean, std; a mapping or an object).
     A checkpoint without an image size takes the view's size (the ResNet-12 pools adaptively).
+    `normalisation`: "checkpoint" (its mean/std) or "dataset" (the view's per-benchmark
+    normalisation, what the published protocol feeds every checkpoint).
     """
+    if normalisation not in ("checkpoint", "dataset"):
+        raise ValueError(f"input_spec: normalisation must be checkpoint or dataset, got {normalisation!r}")
     size = _size(_get(preprocess, "image_size"), checkpoint)
     channels = _get(preprocess, "channels")
     channels = int(channels) if channels is not None else int(model_channels)
@@ -94,6 +105,13 @@ def input_spec(preprocess: Any, model_channels: int, view: View, *, resize: bool
     std = _get(preprocess, "std")
     mean = tuple(float(m) for m in mean) if mean is not None else (0.0,) * channels
     std = tuple(float(s) for s in std) if std is not None else (1.0,) * channels
+    if normalisation == "dataset":
+        per_benchmark = view.normalisation
+        bad = {b: n for b, n in per_benchmark.items() if n is not None and len(n["mean"]) != channels}
+        if bad:
+            raise InputMismatchError(f"{checkpoint}: the view {view.name!r} normalises {sorted(bad)} with "
+                                     f"{len(next(iter(bad.values()))['mean'])} channel(s), the checkpoint takes {channels}")
+        return InputSpec(size, channels, (0.0,) * channels, (1.0,) * channels, mismatch, "dataset", per_benchmark)
     if len(mean) != channels or len(std) != channels or min(std) <= 0:
         raise InputMismatchError(f"{checkpoint}: preprocess mean {list(mean)} / std {list(std)} do not fit "
                                  f"{channels} channel(s) (one value per channel, std > 0)")
@@ -102,7 +120,9 @@ def input_spec(preprocess: Any, model_channels: int, view: View, *, resize: bool
 
 def load_inputs(view: View, rows: np.ndarray, spec: InputSpec) -> torch.Tensor:
     """float32 (n, C, H, W): the view's images of `rows`, converted as `spec` says and normalised."""
-    x = view.images(rows, size=spec.image_size, channels=spec.channels)
+    if spec.normalisation == "dataset":
+        return view.images(rows, size=spec.image_size, channels=spec.channels, normalise=True)
+    x = view.images(rows, size=spec.image_size, channels=spec.channels, normalise=False)
     mean = torch.tensor(spec.mean, dtype=x.dtype).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, dtype=x.dtype).view(1, -1, 1, 1)
     return (x - mean) / std

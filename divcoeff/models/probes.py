@@ -226,7 +226,17 @@ def checkpoint_probe(path: str, name: str, fallback_image_size: int = 84, family
 
 def build_probe(spec: ProbeSettings, seed: int, checkpoint_path: str | None = None) -> Probe:
     """The probe of the config's ``diversity.probe`` section (`checkpoint_path`: the sheet
-    checkpoint of a checkpoint probe, or the file of a pool-pretrained one)."""
+    checkpoint of a checkpoint probe, or the file of a pool-pretrained one). With
+    ``normalisation: dataset`` the probe normalises nothing itself: it takes the images as the view
+    hands them out, normalised per benchmark (the published probe got the checkpoints' tensors)."""
+    probe = _build_probe(spec, seed, checkpoint_path)
+    if spec.normalisation == "dataset":
+        probe.mean, probe.std = (0.0,) * probe.channels, (1.0,) * probe.channels
+        probe.description["normalisation"] = "dataset"
+    return probe
+
+
+def _build_probe(spec: ProbeSettings, seed: int, checkpoint_path: str | None = None) -> Probe:
     if spec.kind == "torchvision" and spec.weights == "pool":
         if not checkpoint_path:
             raise ProbeError("diversity.probe.weights: pool needs the probe file of rule train_probe")

@@ -13,6 +13,8 @@ A benchmark's config entry (config/schemas/config.schema.yaml, non-glyph branch)
       format: mini-imagenet         # a key of READERS
       files: [{name: mini-imagenet-cache-train.pkl, uri: 7311663/mini-imagenet-cache-train.pkl}, ...]
       image_size: null              # null: the format's native size (84; 32 for CIFAR-FS/FC100; 28 Omniglot)
+      resample, pixels              # how images are resized and stored (the published loaders: bilinear, Omniglot inverted)
+      normalisation, task_rotations # recorded in the manifest, applied by views and episodes
 """
 from __future__ import annotations
 
@@ -42,7 +44,9 @@ READERS: dict[str, ModuleType] = {
     "cub": cub,
     "delaunay": delaunay,
 }
-READER_VERSION = 1  # bump when a reader's output for the same files changes
+READER_VERSION = 2  # bump when a reader's output for the same files changes
+RESIZE_NOTES = {"lanczos": "PIL Lanczos to a square, no crop (JPEGs decoded at >= 2x the size first)",
+                "bilinear": "PIL bilinear to a square, no crop (torchvision's Resize((s, s)) on the decoded image)"}
 
 __all__ = ["READERS", "ReaderError", "read_benchmark"]
 
@@ -68,7 +72,8 @@ def read_benchmark(benchmark: str, spec: dict, files: dict[str, str | os.PathLik
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{benchmark}.", suffix=".work", dir=parent) as work:
         src = SourceFiles(benchmark, files, Path(work) / "extracted")
-        builder = IndexedBuilder(benchmark, size, channels, Path(work) / "pixels", workers=workers)
+        builder = IndexedBuilder(benchmark, size, channels, Path(work) / "pixels", workers=workers,
+                                 resample=spec["resample"], pixels=spec["pixels"])
         try:
             reader.read(src, builder, spec)
         except BaseException:
@@ -85,10 +90,14 @@ def read_benchmark(benchmark: str, spec: dict, files: dict[str, str | os.PathLik
                 "reader_version": READER_VERSION,
                 "image_size": size,
                 "channels": channels,
-                "resize": "PIL Lanczos to a square, no crop (JPEGs decoded at >= 2x the size first)",
+                "resize": RESIZE_NOTES[spec["resample"]],
+                "pixels": spec["pixels"],
                 "split_counts": found,
                 "published_split_counts": reader.PUBLISHED_SPLIT_COUNTS,
                 "spec": {k: v for k, v in spec.items() if k != "files"},
             },
+            # What the later stages apply to this benchmark's images (views copy them; docs/formats.md 1).
+            "normalisation": spec["normalisation"],
+            "task_rotations": {"degrees": list(spec["task_rotations"]), "scope": spec["rotation_scope"]},
         }
         return builder.write(out, manifest)

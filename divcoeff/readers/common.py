@@ -26,6 +26,9 @@ from divcoeff.io import sha256_file
 log = logging.getLogger("divcoeff.readers")
 
 SPLITS = ("train", "val", "test")
+# Resize filters: torchvision's Resize on a PIL image is PIL's bilinear (the 2023 published loaders).
+RESAMPLE = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR}
+PIXELS = ("as_stored", "inverted", "byte_wrapped")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _DECODE_CHUNK = 512
 
@@ -127,13 +130,19 @@ class IndexedBuilder:
     the indexed dataset (docs/formats.md section 1) with :func:`write_indexed_dataset`."""
 
     def __init__(self, benchmark: str, image_size: int, channels: int, scratch_dir: str | os.PathLike,
-                 workers: int = 1):
+                 workers: int = 1, resample: str = "lanczos", pixels: str = "as_stored"):
         if channels not in (1, 3):
             raise ValueError(f"{benchmark}: channels must be 1 or 3, got {channels}")
+        if resample not in RESAMPLE:
+            raise ValueError(f"{benchmark}: resample must be one of {sorted(RESAMPLE)}, got {resample!r}")
+        if pixels not in PIXELS:
+            raise ValueError(f"{benchmark}: pixels must be one of {PIXELS}, got {pixels!r}")
         self.benchmark = benchmark
         self.size = int(image_size)
         self.channels = int(channels)
         self.workers = max(1, int(workers))
+        self.resample = resample
+        self.pixels = pixels
         scratch = Path(scratch_dir)
         scratch.mkdir(parents=True, exist_ok=True)
         self._raw_path = scratch / "pixels.u8"
@@ -173,7 +182,7 @@ class IndexedBuilder:
     def _append(self, class_id: int, pixels: np.ndarray, groups: Sequence[int] | None) -> None:
         split = self._classes[class_id][4]
         domain_id = self._classes[class_id][2]
-        self._raw.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+        self._raw.write(np.ascontiguousarray(transform_pixels(pixels, self.pixels), dtype=np.uint8).tobytes())
         for i in range(len(pixels)):
             g = -1 if groups is None else int(groups[i])
             self._index.append((self.n_images, class_id, domain_id, g, split))
@@ -185,7 +194,7 @@ class IndexedBuilder:
             img = img.convert("RGBA")  # palette transparency is only honoured through RGBA
         img = img.convert("L" if self.channels == 1 else "RGB")
         if img.size != (self.size, self.size):
-            img = img.resize((self.size, self.size), Image.Resampling.LANCZOS)
+            img = img.resize((self.size, self.size), RESAMPLE[self.resample])
         arr = np.asarray(img, dtype=np.uint8)
         return arr[:, :, None] if arr.ndim == 2 else arr
 
@@ -214,8 +223,9 @@ class IndexedBuilder:
             with Image.open(src) as img:
                 if box is not None:
                     img = img.crop(box)
-                elif img.format == "JPEG":
-                    # Decode large JPEGs at a reduced scale (still at least twice the target size).
+                elif img.format == "JPEG" and self.resample == "lanczos":
+                    # Decode large JPEGs at a reduced scale (still at least twice the target size); not
+                    # for bilinear, which stands for torchvision's Resize of a fully decoded image.
                     img.draft("RGB" if self.channels == 3 else "L", (2 * self.size, 2 * self.size))
                 return self.convert(img)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
@@ -255,6 +265,20 @@ class IndexedBuilder:
             return write_indexed_dataset(out_dir, images, index, classes, full)
         finally:
             del images
+
+
+def transform_pixels(pixels: np.ndarray, how: str) -> np.ndarray:
+    """uint8 pixels as stored: unchanged; inverted (255 - p: the published Omniglot's 1 - x after ToTensor,
+    exact in uint8); byte_wrapped ((256 - p) mod 256: torchvision's ToPILImage multiplies a float tensor
+    by 255 and casts to uint8, which on learn2learn's 0-255 MiniImageNet floats wraps around)."""
+    if how == "as_stored":
+        return pixels
+    p = np.asarray(pixels, dtype=np.uint8)
+    if how == "inverted":
+        return 255 - p
+    if how == "byte_wrapped":
+        return (256 - p.astype(np.int32)).astype(np.uint8)  # 0 stays 0, p -> 256 - p
+    raise ValueError(f"pixels: unknown transform {how!r} (known: {', '.join(PIXELS)})")
 
 
 def check_split_counts(benchmark: str, found: dict[str, int], published: dict[str, int] | None,

@@ -1,5 +1,9 @@
 """tiered-ImageNet as distributed by Ren et al. (learn2learn's ``tiered-imagenet`` tar; Zenodo 7978538).
 
+Zenodo 7978538 holds the files one by one as ``tiered-imagenet-{train,val,test}_{images_png,labels}.pkl``
+(plus ``tiered-imagenet-class_names.txt`` and ``-synsets.txt``, not needed); learn2learn's
+download strips the ``tiered-imagenet-`` prefix, the tar has the bare names. Either name is read.
+
 ``{train,val,test}_images_png.pkl``: a list of PNG-encoded images (uint8 arrays or bytes);
 ``{train,val,test}_labels.pkl``: a dict with ``label_specific`` (class per image) and, when
 present, ``label_specific_str`` (class names), ``label_general`` and ``label_general_str``
@@ -26,10 +30,15 @@ def _as_bytes(item, path, i: int) -> bytes:
     raise ReaderError(f"{path}: image {i} is {type(item).__name__}, expected PNG bytes (a uint8 array)")
 
 
+def _file(src: SourceFiles, name: str):
+    """The Zenodo name (tiered-imagenet-<name>) or the tar's (<name>)."""
+    return src.file(f"tiered-imagenet-{name}", required=False) or src.file(name)
+
+
 def read(src: SourceFiles, builder: IndexedBuilder, spec: dict) -> None:
     for split in ("train", "val", "test"):
-        images_path = src.file(f"{split}_images_png.pkl")
-        labels_path = src.file(f"{split}_labels.pkl")
+        images_path = _file(src, f"{split}_images_png.pkl")
+        labels_path = _file(src, f"{split}_labels.pkl")
         images = load_data_pickle(images_path)
         labels = load_data_pickle(labels_path)
         if not isinstance(labels, dict) or "label_specific" not in labels:

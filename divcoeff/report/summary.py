@@ -12,7 +12,10 @@ Columns (`COLUMNS`, in this order):
   replicate and every diversity column are empty);
 - train_set; level: the training set's diversity level, a text label ("1", "2", "4", ...);
   replicate: the training seed's index inside the training set (empty for downloaded
-  checkpoints); method: the evaluation method of the row (logreg | proto | maml);
+  checkpoints); evaluation: which evaluation the row is (the held-out view's name, or
+  `own-test`: the checkpoint on its own training set's test split, the published tables);
+  method: the evaluation method of the row (logreg | proto | maml, or maml<k> per inner-step
+  count); protocol: clean or published (evaluation.protocol);
 - diversity, diversity_ci_pairs_t_lo/hi (published t-interval over task pairs, too narrow),
   diversity_ci_bootstrap_lo/hi (bootstrap over tasks), vendi, tasks; noise_floor: the mean
   distance between two embeddings of one task under two seeds, the coefficient's own noise
@@ -49,7 +52,7 @@ DIVERSITY_COLUMNS = [
     "probe", "diversity_method", "diversity_seed",
 ]
 COLUMNS = [
-    "checkpoint", "family", "arch", "role", "train_set", "level", "replicate", "method",
+    "checkpoint", "family", "arch", "role", "train_set", "level", "replicate", "evaluation", "method", "protocol",
     "diversity", "diversity_ci_pairs_t_lo", "diversity_ci_pairs_t_hi",
     "diversity_ci_bootstrap_lo", "diversity_ci_bootstrap_hi", "vendi", "tasks", "noise_floor",
     *[f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")],
@@ -59,8 +62,8 @@ COLUMNS = [
 ]
 INT_COLUMNS = ["replicate", "tasks", "train_steps", "n_episodes", "ways", "shots", "queries", "diversity_seed",
                "eval_seed"]
-TEXT_COLUMNS = ["checkpoint", "family", "arch", "role", "train_set", "level", "method", "probe", "diversity_method",
-                "heldout_overlap"]
+TEXT_COLUMNS = ["checkpoint", "family", "arch", "role", "train_set", "level", "evaluation", "method", "protocol", "probe",
+                "diversity_method", "heldout_overlap"]
 
 _EPISODE_SEED = re.compile(r"-seed(\d+)\.json$")
 
@@ -189,6 +192,7 @@ def eval_rows(doc: Mapping, checkpoint: Mapping, where: str) -> list[dict]:
     if not isinstance(methods, Mapping) or not methods:
         raise ResultFileError(f"{where}: field 'methods': expected a non-empty mapping of method -> metrics")
     common = {
+        "protocol": str(doc.get("protocol") or ""),
         "n_episodes": int(_number(doc, "n_episodes", where)),
         **{k: _optional_int(doc, k, where) for k in ("ways", "shots", "queries")},
         "eval_seed": eval_seed(doc),
@@ -279,27 +283,38 @@ def check_design(checkpoints: Iterable[Mapping]) -> None:
             seeds[key] = name
 
 
+def eval_key(checkpoint: Mapping) -> str:
+    """The key of a checkpoint's evaluation document: its name, or <evaluation>:<name> when the list
+    gives evaluations (a checkpoint is evaluated once per evaluation)."""
+    evaluation = checkpoint.get("evaluation")
+    return f"{evaluation}:{checkpoint['name']}" if evaluation else checkpoint["name"]
+
+
 def summary_table(checkpoints: Iterable[Mapping], evals: Mapping[str, Mapping], diversities: Mapping[str, Mapping],
                   sources: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Join checkpoint rows, evaluation documents (by checkpoint name) and diversity documents (by train set).
+    """Join checkpoint rows, evaluation documents (by :func:`eval_key`) and diversity documents (by train set).
 
-    `checkpoints`: mappings with name, family, arch, train_set and the design keys role, level,
-    replicate (see `design_fields`). Controls need no diversity document: their diversity
-    columns are empty. `sources`: optional file path per checkpoint name / train set, used only
-    in error messages. Rows keep the list's order, then the evaluation JSON's method order.
+    `checkpoints`: mappings with name, family, arch, train_set, optionally evaluation, and the design
+    keys role, level, replicate (see `design_fields`); the design is checked per evaluation.
+    Controls need no diversity document: their diversity columns are empty. `sources`: optional
+    file path per evaluation key / train set, used only in error messages. Rows keep the list's
+    order, then the evaluation JSON's method order.
     """
     sources = sources or {}
     checkpoints = list(checkpoints)
-    check_design(checkpoints)
+    for evaluation in dict.fromkeys(ck.get("evaluation") or "" for ck in checkpoints):
+        check_design([ck for ck in checkpoints if (ck.get("evaluation") or "") == evaluation])
     empty_diversity = {c: (None if c in INT_COLUMNS else "" if c in TEXT_COLUMNS else math.nan)
                        for c in DIVERSITY_COLUMNS}
     rows = []
     for ck in checkpoints:
-        name = ck["name"]
+        name, key = ck["name"], eval_key(ck)
         design = design_fields(ck)
         ts = design["train_set"]
-        if name not in evals:
-            raise ResultFileError(f"no evaluation result for checkpoint {name!r} (expected results/eval/{name}.json)")
+        if key not in evals:
+            which = f" ({ck['evaluation']})" if ck.get("evaluation") else ""
+            raise ResultFileError(f"no evaluation result for checkpoint {name!r}{which} "
+                                  f"(expected {ck.get('eval') or f'results/eval/{name}.json'})")
         if design["role"] == "control":
             div = empty_diversity
         else:
@@ -307,9 +322,14 @@ def summary_table(checkpoints: Iterable[Mapping], evals: Mapping[str, Mapping], 
                 raise ResultFileError(f"no diversity result for train set {ts!r} of checkpoint {name!r} "
                                       f"(expected results/diversity/{ts}.json)")
             div = diversity_fields(diversities[ts], ts, sources.get(ts, f"diversity of {ts}"))
-        base = {"checkpoint": name, "family": ck["family"], "arch": ck["arch"], **design}
-        where = sources.get(name, f"evaluation of {name}")
-        for row in eval_rows(evals[name], {**ck, "train_set": ts}, where):
+        doc = evals[key]
+        evaluation = ck.get("evaluation") or str(doc.get("evaluation") or "")
+        if ck.get("evaluation") and doc.get("evaluation") not in (None, ck["evaluation"]):
+            raise ResultFileError(f"{sources.get(key, key)}: field 'evaluation' is {doc.get('evaluation')!r}, "
+                                  f"expected {ck['evaluation']!r}")
+        base = {"checkpoint": name, "family": ck["family"], "arch": ck["arch"], **design, "evaluation": evaluation}
+        where = sources.get(key, f"evaluation of {name}")
+        for row in eval_rows(doc, {**ck, "train_set": ts}, where):
             if design["role"] == "control" and row["train_steps"]:
                 raise ResultFileError(f"{where}: training.steps is {row['train_steps']}, but checkpoint {name!r} is a "
                                       "control (an untrained network)")
@@ -330,10 +350,10 @@ def build_summary(checkpoints: Iterable[Mapping], eval_paths: Mapping[str, str |
 
 
 def result_paths(checkpoints: Iterable[Mapping]) -> tuple[dict[str, str], dict[str, str]]:
-    """(checkpoint name -> eval JSON, train set -> diversity JSON) from the summarize rule's list;
+    """(evaluation key -> eval JSON, train set -> diversity JSON) from the summarize rule's list;
     controls have no diversity file."""
     checkpoints = list(checkpoints)
-    evals = {c["name"]: c["eval"] for c in checkpoints}
+    evals = {eval_key(c): c["eval"] for c in checkpoints}
     divs = {c["train_set"]: c["diversity"] for c in checkpoints
             if (c.get("role") or "trained") != "control" and c.get("train_set")}
     return evals, divs
@@ -344,6 +364,21 @@ def write_summary(table: pd.DataFrame, path: str | Path) -> None:
     pairs-t CIs are ~1e-5 wide around ~0.1, so fewer digits would erase them)."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, na_rep="", float_format="%.8g")
+
+
+def of_evaluation(table: pd.DataFrame, evaluation: str | None) -> pd.DataFrame:
+    """The rows of one evaluation (the statistics and plots answer the held-out question; own-test rows
+    reproduce the published tables). None: all rows, when there is only one evaluation."""
+    if evaluation is None:
+        found = list(dict.fromkeys(table["evaluation"]))
+        if len(found) > 1:
+            raise ValueError(f"the summary holds several evaluations ({', '.join(map(str, found))}); name one")
+        return table
+    rows = table[table["evaluation"] == evaluation]
+    if rows.empty:
+        raise ResultFileError(f"the summary has no rows of evaluation {evaluation!r} "
+                              f"(it has {', '.join(map(str, dict.fromkeys(table['evaluation'])))})")
+    return rows.reset_index(drop=True)
 
 
 def read_summary(path: str | Path) -> pd.DataFrame:
