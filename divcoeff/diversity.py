@@ -49,7 +49,8 @@ def normalized_cosine_distances(emb: np.ndarray) -> np.ndarray:
         den = e[i] + e[i + 1:] + EPS
         a, b = e[i] / den, e[i + 1:] / den
         cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-        d[i, i + 1:] = d[i + 1:, i] = 1.0 - cos
+        # Two equal embeddings give 1 - cos a rounding error below 0 (-6e-17): a distance is >= 0.
+        d[i, i + 1:] = d[i + 1:, i] = np.maximum(1.0 - cos, 0.0)
     return d
 
 

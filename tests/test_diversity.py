@@ -143,3 +143,13 @@ def test_noise_floor_is_zero_for_the_exact_method_and_positive_for_the_published
     assert s["noise_floor"] > 0 and s["noise_floor_tasks"] == 1
     s, _ = diversity_of_episodes(view, eps, probe, exact, seed=3, tasks=2, bootstrap=0, progress=False)
     assert s["noise_floor"] is None and s["noise_floor_tasks"] == 0
+
+
+def test_a_task_is_at_distance_zero_from_itself_never_below():
+    """1 - cos of two equal vectors is a rounding error that can fall below 0 (it did, -6e-17, on
+    real glyph embeddings, and the summary refused the negative noise floor): distances are >= 0."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        e = rng.gamma(0.5, 1e-3, size=(1, 9600))
+        d = normalized_cosine_distances(np.concatenate([e, e, rng.gamma(0.5, 1e-3, size=(1, 9600))]))
+        assert 0.0 <= d[0, 1] < 1e-12 and (d >= 0).all()
