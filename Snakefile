@@ -24,6 +24,6 @@ include: "rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         ALL_TARGETS,
-    default_target: True

@@ -13,18 +13,18 @@ rule fetch_benchmark_file:
     output:
         file="resources/benchmarks/{benchmark}/{filename}",
         provenance="resources/benchmarks/{benchmark}/{filename}.provenance.json",
-    params:
-        source=lambda w: S.benchmarks[w.benchmark]["source"],
-        # Redacted (params are stored in plain text); the job reads the entry from the config.
-        entry=lambda w: redact_obj(benchmark_file_entries(w.benchmark)[w.filename]),
+    log:
+        "logs/benchmarks/fetch_{benchmark}_{filename}.log",
     wildcard_constraints:
         benchmark=FETCHED_BENCHMARKS_RE,
         filename=BENCHMARK_FILE_NAMES_RE,
     cache: "omit-software"
-    log:
-        "logs/benchmarks/fetch_{benchmark}_{filename}.log",
     conda:
         "../envs/fetch.yaml"
+    params:
+        source=lambda w: S.benchmarks[w.benchmark]["source"],
+        # Redacted (params are stored in plain text); the job reads the entry from the config.
+        entry=lambda w: redact_obj(benchmark_file_entries(w.benchmark)[w.filename]),
     script:
         "../workflow_scripts/fetch_benchmark_file.py"
 
@@ -34,18 +34,20 @@ rule index_benchmark:
         unpack(benchmark_inputs),
     output:
         **dataset_files("{benchmark}"),
-    params:
-        spec=lambda w: {k: v for k, v in S.benchmarks[w.benchmark].items() if k != "files"},
-        code=CODE["index_benchmark"],
-        names=lambda w: list(benchmark_file_entries(w.benchmark)),
-    wildcard_constraints:
-        benchmark=FETCHED_BENCHMARKS_RE,
-    threads: 4
     log:
         "logs/benchmarks/index_{benchmark}.log",
     benchmark:
         "benchmarks/benchmarks/index_{benchmark}.tsv"
+    wildcard_constraints:
+        benchmark=FETCHED_BENCHMARKS_RE,
     conda:
         "../envs/data.yaml"
+    threads: 4
+    params:
+        spec=lambda w: {
+            k: v for k, v in S.benchmarks[w.benchmark].items() if k != "files"
+        },
+        code=CODE["index_benchmark"],
+        names=lambda w: list(benchmark_file_entries(w.benchmark)),
     script:
         "../workflow_scripts/index_benchmark.py"

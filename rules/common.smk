@@ -7,7 +7,13 @@ sys.path.insert(0, workflow.basedir)  # the divcoeff library, also inside conda 
 
 from divcoeff.codeversion import rule_code_versions
 from divcoeff.fetch.redact import redact, redact_obj
-from divcoeff.config import MADE_HERE, expand_sheet, load_sheet, sheet_path, validate_config
+from divcoeff.config import (
+    MADE_HERE,
+    expand_sheet,
+    load_sheet,
+    sheet_path,
+    validate_config,
+)
 from divcoeff.settings import OWN_TEST, SCHEMA_PATH, train_set_spec, workflow_settings
 
 CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
@@ -39,7 +45,12 @@ TRAIN_SETS = list(S.train_sets)
 PROBE_POOL = "probe-pool" if DIV.probe.pretrained_here else None
 # own_test (the published tables): each train set's test view, own-test.<train set>.
 OWN_TEST_VIEWS = {OWN.view_name(t): t for t in TRAIN_SETS} if OWN.enabled else {}
-VIEWS = TRAIN_SETS + [EVAL.name] + ([PROBE_POOL] if PROBE_POOL else []) + list(OWN_TEST_VIEWS)
+VIEWS = (
+    TRAIN_SETS
+    + [EVAL.name]
+    + ([PROBE_POOL] if PROBE_POOL else [])
+    + list(OWN_TEST_VIEWS)
+)
 # A probe with normalisation: dataset reads the train set views' images normalised per benchmark
 # (what View.images hands out by default for them), exactly as the published protocol feeds checkpoints.
 TRAIN_VIEW_INPUTS = "normalised" if DIV.probe.normalisation == "dataset" else "pixels"
@@ -72,22 +83,34 @@ def dataset_files(benchmark):
 
 def own_test_settings(train_set):
     """The evaluation settings of a train set's own test view: evaluation's scoring, the train set's data."""
-    return OWN.evaluation(EVAL, train_set, train_set_spec(dict(S.train_sets[train_set])))
+    return OWN.evaluation(
+        EVAL, train_set, train_set_spec(dict(S.train_sets[train_set]))
+    )
 
 
 def view_spec(view):
     """The config entry a view is built from: a train set, the evaluation set, or a train set's own
-    test view. A train set's `level` is a label for the statistics, not part of the data."""
+    test view. A train set's `level` is a label for the statistics, not part of the data.
+    """
     if view == EVAL.name:
         return EVAL.view_spec()
     if view in OWN_TEST_VIEWS:
         return own_test_settings(OWN_TEST_VIEWS[view]).view_spec()
     if view == PROBE_POOL:
         pool = DIV.probe.pool
-        benchmarks = list(pool.benchmarks) or list(dict.fromkeys(b for t in S.train_sets.values()
-                                                                for b in t["benchmarks"]))
-        return {"kind": "probe", "benchmarks": benchmarks, "split": pool.split, "domains": "all"}
-    return {"kind": "train", **{k: v for k, v in S.train_sets[view].items() if k != "level"}}
+        benchmarks = list(pool.benchmarks) or list(
+            dict.fromkeys(b for t in S.train_sets.values() for b in t["benchmarks"])
+        )
+        return {
+            "kind": "probe",
+            "benchmarks": benchmarks,
+            "split": pool.split,
+            "domains": "all",
+        }
+    return {
+        "kind": "train",
+        **{k: v for k, v in S.train_sets[view].items() if k != "level"},
+    }
 
 
 def train_set_level(train_set):
@@ -107,7 +130,8 @@ def view_default_inputs(view):
 
 def view_inputs(wildcards):
     """The indexed-dataset files of every benchmark a view draws from, named <benchmark>_<file>;
-    for the held-out view also the training sets' views it must not overlap (train_<set>)."""
+    for the held-out view also the training sets' views it must not overlap (train_<set>).
+    """
     files = {}
     for b in view_spec(wildcards.view)["benchmarks"]:
         for kind, path in dataset_files(b).items():
@@ -141,18 +165,23 @@ def checkpoint_file(name):
 
 # --- diversity stage helpers ---
 PROBE_FILE = "results/probe/probe.pt"
-PROBES_DIR = "probes"  # results/diversity/probes/<probe>/<train_set>.json: diversity.probes
+PROBES_DIR = (
+    "probes"  # results/diversity/probes/<probe>/<train_set>.json: diversity.probes
+)
 
 
 def diversity_targets():
     """target -> (train set, probe name or None): <train_set> for diversity.probe, probes/<probe>/<train_set>
     for each of diversity.probes."""
     out = {t: (t, None) for t in TRAIN_SETS}
-    out.update({f"{PROBES_DIR}/{p}/{t}": (t, p) for p in DIV.probes for t in TRAIN_SETS})
+    out.update(
+        {f"{PROBES_DIR}/{p}/{t}": (t, p) for p in DIV.probes for t in TRAIN_SETS}
+    )
     return out
 
 
 DIVERSITY_TARGETS = diversity_targets()
+
 
 def diversity_inputs(wildcards):
     """A train set's view and diversity episodes, and the probe's checkpoint when the probe is one."""
@@ -166,8 +195,10 @@ def diversity_inputs(wildcards):
     if probe.kind == "checkpoint":
         name = probe.checkpoint
         if name not in CKPTS.index:
-            raise ValueError(f"{CONFIG_SOURCE}: diversity.probe.checkpoint: {name!r} is not a checkpoint of "
-                             f"{S.checkpoint_sheet} (replicates of a row are <row>-r0, <row>-r1, ...)")
+            raise ValueError(
+                f"{CONFIG_SOURCE}: diversity.probe.checkpoint: {name!r} is not a checkpoint of "
+                f"{S.checkpoint_sheet} (replicates of a row are <row>-r0, <row>-r1, ...)"
+            )
         files["probe_checkpoint"] = checkpoint_file(name)
     elif probe.pretrained_here:
         files["probe_checkpoint"] = PROBE_FILE
@@ -177,12 +208,18 @@ def diversity_inputs(wildcards):
 # --- report stage helpers ---
 def report_metrics():
     """The metrics plotted against diversity; the calibrated loss only where the evaluation computes it."""
-    return ["accuracy", "loss"] + (["loss_calibrated"] if EVAL.calibrate_temperature else [])
+    return ["accuracy", "loss"] + (
+        ["loss_calibrated"] if EVAL.calibrate_temperature else []
+    )
 
 
 def report_figures():
     """Every scatter plot in every format: results/figures/diversity_vs_<metric>.<png|pdf|svg>."""
-    return [f"results/figures/diversity_vs_{m}.{fmt}" for m in report_metrics() for fmt in ("png", "pdf", "svg")]
+    return [
+        f"results/figures/diversity_vs_{m}.{fmt}"
+        for m in report_metrics()
+        for fmt in ("png", "pdf", "svg")
+    ]
 
 
 def report_checkpoints():
@@ -195,18 +232,26 @@ def report_checkpoints():
     for target, (evaluation, name) in EVAL_TARGETS.items():
         row = CKPTS.loc[name]
         control = row["role"] == "control"
-        out.append({
-            "name": name,
-            "evaluation": evaluation,
-            "family": row["family"],
-            "arch": row["arch"],
-            "train_set": "" if control else row["train_set"],
-            "level": None if control else train_set_level(row["train_set"]),
-            "replicate": None if row["replicate"] is None or _eval_pd.isna(row["replicate"]) else int(row["replicate"]),
-            "role": row["role"],
-            "eval": f"results/eval/{target}.json",
-            "diversity": None if control else f"results/diversity/{row['train_set']}.json",
-        })
+        out.append(
+            {
+                "name": name,
+                "evaluation": evaluation,
+                "family": row["family"],
+                "arch": row["arch"],
+                "train_set": "" if control else row["train_set"],
+                "level": None if control else train_set_level(row["train_set"]),
+                "replicate": (
+                    None
+                    if row["replicate"] is None or _eval_pd.isna(row["replicate"])
+                    else int(row["replicate"])
+                ),
+                "role": row["role"],
+                "eval": f"results/eval/{target}.json",
+                "diversity": (
+                    None if control else f"results/diversity/{row['train_set']}.json"
+                ),
+            }
+        )
     return out
 
 
@@ -216,22 +261,34 @@ def report_eval_files(wildcards):
 
 def report_npz_files(wildcards):
     """The per-episode files of the held-out evaluation (the statistics' subject)."""
-    return [c["eval"].replace(".json", ".npz") for c in report_checkpoints() if c["evaluation"] == EVAL.name]
+    return [
+        c["eval"].replace(".json", ".npz")
+        for c in report_checkpoints()
+        if c["evaluation"] == EVAL.name
+    ]
 
 
 # report.published: relative to the working directory when it exists there, else to the workflow.
-PUBLISHED_TABLE = str(sheet_path(S.report.published, workflow.basedir)) if S.report.published else None
+PUBLISHED_TABLE = (
+    str(sheet_path(S.report.published, workflow.basedir))
+    if S.report.published
+    else None
+)
 
 
 def report_diversity_files(wildcards):
     """One diversity JSON per training set that some trained checkpoint was trained on."""
-    return list(dict.fromkeys(c["diversity"] for c in report_checkpoints() if c["diversity"]))
+    return list(
+        dict.fromkeys(c["diversity"] for c in report_checkpoints() if c["diversity"])
+    )
 
 
 # --- benchmarks stage helpers ---
 
 # Benchmarks read from files as distributed (everything but the rendered glyphs).
-FETCHED_BENCHMARKS = [b for b, spec in S.benchmarks.items() if spec["source"] != "glyphs"]
+FETCHED_BENCHMARKS = [
+    b for b, spec in S.benchmarks.items() if spec["source"] != "glyphs"
+]
 
 
 def benchmark_file_entries(benchmark):
@@ -239,8 +296,10 @@ def benchmark_file_entries(benchmark):
     entries = {}
     for entry in S.benchmarks[benchmark]["files"]:
         if entry["name"] in entries:
-            raise ValueError(f"{CONFIG_SOURCE}: benchmarks.{benchmark}.files: the name {entry['name']!r} is used "
-                             "twice; every file needs its own name")
+            raise ValueError(
+                f"{CONFIG_SOURCE}: benchmarks.{benchmark}.files: the name {entry['name']!r} is used "
+                "twice; every file needs its own name"
+            )
         entries[entry["name"]] = entry
     return entries
 
@@ -263,12 +322,16 @@ def benchmark_inputs(wildcards):
 
 
 FETCHED_BENCHMARKS_RE = _alternatives(FETCHED_BENCHMARKS)
-BENCHMARK_FILE_NAMES_RE = _alternatives(sorted({n for b in FETCHED_BENCHMARKS for n in benchmark_file_entries(b)}))
+BENCHMARK_FILE_NAMES_RE = _alternatives(
+    sorted({n for b in FETCHED_BENCHMARKS for n in benchmark_file_entries(b)})
+)
 
 
 # --- fetch stage helpers ---
 # Checkpoints the workflow downloads or copies rather than makes.
-FETCHED_CHECKPOINTS = [n for n in CKPTS.index if CKPTS.loc[n, "source"] not in MADE_HERE]
+FETCHED_CHECKPOINTS = [
+    n for n in CKPTS.index if CKPTS.loc[n, "source"] not in MADE_HERE
+]
 FETCHED_CHECKPOINTS_RE = _alternatives(FETCHED_CHECKPOINTS)
 
 
@@ -294,13 +357,16 @@ def train_view_files(wildcards):
 if TRAINED_CHECKPOINTS and TRAIN_VIEW_INPUTS == "normalised":
     # Training normalises the view's [0, 1] pixels itself (divcoeff.training.common); a view that hands
     # out dataset-normalised images would be normalised twice.
-    raise ValueError(f"{CONFIG_SOURCE}: diversity.probe.normalisation: dataset makes the train set views hand out "
-                     f"normalised images, which training would normalise again; sheet rows made here "
-                     f"({', '.join(TRAINED_CHECKPOINTS[:3])}) need a config with normalisation: imagenet")
+    raise ValueError(
+        f"{CONFIG_SOURCE}: diversity.probe.normalisation: dataset makes the train set views hand out "
+        f"normalised images, which training would normalise again; sheet rows made here "
+        f"({', '.join(TRAINED_CHECKPOINTS[:3])}) need a config with normalisation: imagenet"
+    )
 
 
 # --- evaluate stage helpers ---
 import pandas as _eval_pd
+
 
 # Every checkpoint on the one held-out episode file (results/eval/<name>.json) and, with own_test
 # enabled, on its own train set's test episodes (results/eval/own-test/<name>.json).
@@ -319,7 +385,9 @@ EVAL_TARGETS_RE = _alternatives(EVAL_TARGETS)
 def target_evaluation(target):
     """(label, checkpoint name, evaluation settings) of an evaluate target."""
     label, name = EVAL_TARGETS[target]
-    settings = EVAL if label == EVAL.name else own_test_settings(CKPTS.loc[name, "train_set"])
+    settings = (
+        EVAL if label == EVAL.name else own_test_settings(CKPTS.loc[name, "train_set"])
+    )
     return label, name, settings
 
 

@@ -1,6 +1,7 @@
 # Diversity stage: the Task2Vec diversity coefficient of each training set (per train set, not
 # per checkpoint), from its persisted diversity episodes, on the probe the config names.
 
+
 # The probe the workflow pretrains itself (diversity.probe.weights: pool): one file, cached like
 # any output, reused by every training set's coefficient.
 rule train_probe:
@@ -9,20 +10,20 @@ rule train_probe:
         meta=f"results/views/{PROBE_POOL}.json",
     output:
         probe=PROBE_FILE,
-    params:
-        probe=DIV.probe.as_dict(),
-        master_seed=S.seed,
-        seed=DIV.seed,
-        code=CODE["train_probe"],
-    threads: S.compute.probe.threads
-    resources:
-        **S.compute.probe.resources(),
     log:
         "logs/diversity/train_probe.log",
     benchmark:
         "benchmarks/diversity/train_probe.tsv"
     conda:
         "../envs/torch.yaml"
+    threads: S.compute.probe.threads
+    resources:
+        **S.compute.probe.resources(),
+    params:
+        probe=DIV.probe.as_dict(),
+        master_seed=S.seed,
+        seed=DIV.seed,
+        code=CODE["train_probe"],
     script:
         "../workflow_scripts/train_probe.py"
 
@@ -35,23 +36,23 @@ rule diversity:
     output:
         json="results/diversity/{target}.json",
         npy="results/diversity/{target}.npy",
+    log:
+        "logs/diversity/{target}.log",
+    benchmark:
+        "benchmarks/diversity/{target}.tsv"
+    wildcard_constraints:
+        target=_alternatives(DIVERSITY_TARGETS),
+    conda:
+        "../envs/torch.yaml"
+    # compute.diversity: threads and resources (task_batch, engine, ...), not a rerun trigger.
+    threads: S.compute.diversity.threads
+    resources:
+        **S.compute.diversity.resources(),
     params:
         train_set=lambda w: DIVERSITY_TARGETS[w.target][0],
         diversity=lambda w: DIV.job_params(DIVERSITY_TARGETS[w.target][1]),
         master_seed=S.seed,
         code=CODE["diversity"],
-    wildcard_constraints:
-        target=_alternatives(DIVERSITY_TARGETS),
-    # compute.diversity: threads and resources (task_batch, engine, ...), not a rerun trigger.
-    threads: S.compute.diversity.threads
-    resources:
-        **S.compute.diversity.resources(),
-    log:
-        "logs/diversity/{target}.log",
-    benchmark:
-        "benchmarks/diversity/{target}.tsv"
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow_scripts/diversity.py"
 

@@ -11,24 +11,24 @@ rule evaluate:
     output:
         json="results/eval/{target}.json",
         npz="results/eval/{target}.npz",
+    log:
+        "logs/eval/{target}.log",
+    benchmark:
+        "benchmarks/eval/{target}.tsv"
+    wildcard_constraints:
+        target=EVAL_TARGETS_RE,
+    conda:
+        "../envs/torch.yaml"
+    # compute.evaluate: threads and resources (batch_size, ...), not a rerun trigger.
+    threads: S.compute.evaluate.threads
+    resources:
+        **S.compute.evaluate.resources(),
     params:
         row=evaluate_sheet_row,
         evaluation=evaluate_params,
         label=lambda w: EVAL_TARGETS[w.target][0],
         master_seed=S.seed,
         code=CODE["evaluate"],
-    wildcard_constraints:
-        target=EVAL_TARGETS_RE,
-    # compute.evaluate: threads and resources (batch_size, ...), not a rerun trigger.
-    threads: S.compute.evaluate.threads
-    resources:
-        **S.compute.evaluate.resources(),
-    log:
-        "logs/eval/{target}.log",
-    benchmark:
-        "benchmarks/eval/{target}.tsv"
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow_scripts/evaluate.py"
 

@@ -14,19 +14,19 @@ rule fetch_checkpoint:
     output:
         checkpoint="resources/checkpoints/{name}.pt",
         provenance="resources/checkpoints/{name}.pt.provenance.json",
+    log:
+        "logs/fetch/fetch_checkpoint_{name}.log",
+    wildcard_constraints:
+        name=FETCHED_CHECKPOINTS_RE,
+    cache: "omit-software"
+    conda:
+        "../envs/fetch.yaml"
     params:
         source=lambda w: CKPTS.loc[w.name, "source"],
         # Params are stored in .snakemake/metadata in plain text: the uri goes there redacted (a
         # new password or token fetches the same file), and the job reads it from the sheet.
         uri=lambda w: redact(CKPTS.loc[w.name, "uri"]),
         checksum=lambda w: CKPTS.loc[w.name, "checksum"],
-    wildcard_constraints:
-        name=FETCHED_CHECKPOINTS_RE,
-    cache: "omit-software"
-    log:
-        "logs/fetch/fetch_checkpoint_{name}.log",
-    conda:
-        "../envs/fetch.yaml"
     script:
         "../workflow_scripts/fetch_checkpoint.py"
 

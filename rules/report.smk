@@ -20,14 +20,20 @@ rule summarize:
         evals=report_eval_files,
         diversity=report_diversity_files,
     output:
-        tsv=report("results/summary.tsv", caption="../report/summary.rst", category="Results", subcategory="Summary table", labels={"table": "summary.tsv"}),
-    params:
-        checkpoints=report_checkpoints(),
-        code=CODE["summarize"],
+        tsv=report(
+            "results/summary.tsv",
+            caption="../report/summary.rst",
+            category="Results",
+            subcategory="Summary table",
+            labels={"table": "summary.tsv"},
+        ),
     log:
         "logs/report/summarize.log",
     conda:
         "../envs/report.yaml"
+    params:
+        checkpoints=report_checkpoints(),
+        code=CODE["summarize"],
     script:
         "../workflow_scripts/summarize.py"
 
@@ -40,18 +46,30 @@ rule statistics:
         tsv="results/summary.tsv",
         npz=report_npz_files,
     output:
-        correlation=report("results/correlation.tsv", caption="../report/correlation.rst", category="Results", subcategory="Statistics", labels={"table": "correlation.tsv"}),
-        paired=report("results/paired_comparison.tsv", caption="../report/paired_comparison.rst", category="Results", subcategory="Statistics", labels={"table": "paired_comparison.tsv"}),
+        correlation=report(
+            "results/correlation.tsv",
+            caption="../report/correlation.rst",
+            category="Results",
+            subcategory="Statistics",
+            labels={"table": "correlation.tsv"},
+        ),
+        paired=report(
+            "results/paired_comparison.tsv",
+            caption="../report/paired_comparison.rst",
+            category="Results",
+            subcategory="Statistics",
+            labels={"table": "paired_comparison.tsv"},
+        ),
+    log:
+        "logs/report/statistics.log",
+    conda:
+        "../envs/report.yaml"
     params:
         master_seed=S.seed,
         report=REPORT_PARAMS,
         evaluation=EVAL.name,
         metrics=[m for m in report_metrics() if m != "loss"],
         code=CODE["statistics"],
-    log:
-        "logs/report/statistics.log",
-    conda:
-        "../envs/report.yaml"
     script:
         "../workflow_scripts/statistics.py"
 
@@ -61,25 +79,45 @@ rule plot:
         tsv="results/summary.tsv",
         correlation="results/correlation.tsv",
     output:
-        png=report("results/figures/diversity_vs_{metric}.png", caption="../report/scatter.rst", category="Results", subcategory="Diversity vs {metric}", labels={"figure": "diversity vs {metric}", "format": "PNG"}),
-        pdf=report("results/figures/diversity_vs_{metric}.pdf", caption="../report/scatter.rst", category="Results", subcategory="Diversity vs {metric}", labels={"figure": "diversity vs {metric}", "format": "PDF"}),
-        svg=report("results/figures/diversity_vs_{metric}.svg", caption="../report/scatter.rst", category="Results", subcategory="Diversity vs {metric}", labels={"figure": "diversity vs {metric}", "format": "SVG"}),
+        png=report(
+            "results/figures/diversity_vs_{metric}.png",
+            caption="../report/scatter.rst",
+            category="Results",
+            subcategory="Diversity vs {metric}",
+            labels={"figure": "diversity vs {metric}", "format": "PNG"},
+        ),
+        pdf=report(
+            "results/figures/diversity_vs_{metric}.pdf",
+            caption="../report/scatter.rst",
+            category="Results",
+            subcategory="Diversity vs {metric}",
+            labels={"figure": "diversity vs {metric}", "format": "PDF"},
+        ),
+        svg=report(
+            "results/figures/diversity_vs_{metric}.svg",
+            caption="../report/scatter.rst",
+            category="Results",
+            subcategory="Diversity vs {metric}",
+            labels={"figure": "diversity vs {metric}", "format": "SVG"},
+        ),
+    log:
+        "logs/report/plot_{metric}.log",
+    wildcard_constraints:
+        metric=_alternatives(report_metrics()),
+    conda:
+        "../envs/report.yaml"
     params:
         master_seed=S.seed,
         report=REPORT_PARAMS,
         evaluation=EVAL.name,
         code=CODE["plot"],
-    wildcard_constraints:
-        metric=_alternatives(report_metrics()),
-    log:
-        "logs/report/plot_{metric}.log",
-    conda:
-        "../envs/report.yaml"
     script:
         "../workflow_scripts/plot.py"
 
 
-ALL_TARGETS.extend(["results/summary.tsv", "results/correlation.tsv", "results/paired_comparison.tsv"])
+ALL_TARGETS.extend(
+    ["results/summary.tsv", "results/correlation.tsv", "results/paired_comparison.tsv"]
+)
 ALL_TARGETS.extend(report_figures())
 
 
@@ -91,18 +129,30 @@ rule published_comparison:
         published=PUBLISHED_TABLE or [],
         diversity=expand("results/diversity/{t}.json", t=DIVERSITY_TARGETS),
     output:
-        tsv=report("results/published_vs_reproduced.tsv", caption="../report/published.rst", category="Results", subcategory="Published vs reproduced", labels={"table": "published_vs_reproduced.tsv"}),
-        png=report("results/figures/published_vs_reproduced.png", caption="../report/published.rst", category="Results", subcategory="Published vs reproduced", labels={"figure": "published vs reproduced", "format": "PNG"}),
+        tsv=report(
+            "results/published_vs_reproduced.tsv",
+            caption="../report/published.rst",
+            category="Results",
+            subcategory="Published vs reproduced",
+            labels={"table": "published_vs_reproduced.tsv"},
+        ),
+        png=report(
+            "results/figures/published_vs_reproduced.png",
+            caption="../report/published.rst",
+            category="Results",
+            subcategory="Published vs reproduced",
+            labels={"figure": "published vs reproduced", "format": "PNG"},
+        ),
         pdf="results/figures/published_vs_reproduced.pdf",
         svg="results/figures/published_vs_reproduced.svg",
-    params:
-        splits={t: spec["split"] for t, spec in S.train_sets.items()},
-        dpi=REPORT.dpi,
-        code=CODE["published_comparison"],
     log:
         "logs/report/published_comparison.log",
     conda:
         "../envs/report.yaml"
+    params:
+        splits={t: spec["split"] for t, spec in S.train_sets.items()},
+        dpi=REPORT.dpi,
+        code=CODE["published_comparison"],
     script:
         "../workflow_scripts/published_comparison.py"
 

@@ -11,28 +11,31 @@ rule train_checkpoint:
         unpack(train_view_files),
     output:
         checkpoint="results/checkpoints/{name}.pt",
-    params:
-        family=lambda w: CKPTS.loc[w.name, "family"],
-        train_set=lambda w: CKPTS.loc[w.name, "train_set"],
-        source=lambda w: CKPTS.loc[w.name, "source"],
-        train_set_spec=lambda w: view_spec(CKPTS.loc[w.name, "train_set"]),
-        training=lambda w: S.training.checkpoint_params() if CKPTS.loc[w.name, "source"] == "train"
-        else S.training.architecture_params(),
-        master_seed=S.seed,
-        code=CODE["train_checkpoint"],
+    log:
+        "logs/train/{name}.log",
+    benchmark:
+        "benchmarks/train/{name}.tsv"
     wildcard_constraints:
         name=TRAINED_CHECKPOINTS_RE,
+    conda:
+        "../envs/torch.yaml"
     # compute.train: one thread by default (two checkpoints side by side beat one job with two
     # threads on small convolutions); profiles may raise it (set-threads). Not a rerun trigger.
     threads: S.compute.train.threads
     resources:
         **S.compute.train.resources(),
-    log:
-        "logs/train/{name}.log",
-    benchmark:
-        "benchmarks/train/{name}.tsv"
-    conda:
-        "../envs/torch.yaml"
+    params:
+        family=lambda w: CKPTS.loc[w.name, "family"],
+        train_set=lambda w: CKPTS.loc[w.name, "train_set"],
+        source=lambda w: CKPTS.loc[w.name, "source"],
+        train_set_spec=lambda w: view_spec(CKPTS.loc[w.name, "train_set"]),
+        training=lambda w: (
+            S.training.checkpoint_params()
+            if CKPTS.loc[w.name, "source"] == "train"
+            else S.training.architecture_params()
+        ),
+        master_seed=S.seed,
+        code=CODE["train_checkpoint"],
     script:
         "../workflow_scripts/train_checkpoint.py"
 
