@@ -125,8 +125,10 @@ def task_images(view: View, episodes: Episodes, ids: Sequence[int], size: int, c
 
 
 def paired_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Normalised cosine distance between a[i] and b[i] for every i (the same task embedded twice)."""
-    return np.array([normalized_cosine_distances(np.stack([x, y]))[0, 1] for x, y in zip(a, b)])
+    """Normalised cosine distance between a[i] and b[i] for every i (the same task embedded twice);
+    exactly 0 for identical embeddings, whose 1 - cos is otherwise a rounding error of ~1e-16."""
+    return np.array([0.0 if np.array_equal(x, y) else normalized_cosine_distances(np.stack([x, y]))[0, 1]
+                     for x, y in zip(a, b)])
 
 
 def noise_floor(emb: np.ndarray, again: np.ndarray) -> dict:
