@@ -29,7 +29,7 @@ from divcoeff.data.episodes import sample_episodes  # noqa: E402
 from divcoeff.data.indexed import IndexedDataset  # noqa: E402
 from divcoeff.data.views import View, build_view, write_view  # noqa: E402
 from divcoeff.diversity import diversity_of_episodes, normalized_cosine_distances  # noqa: E402
-from divcoeff.models.probes import build_probe  # noqa: E402
+from divcoeff.task2vec.probes import build_probe  # noqa: E402
 from divcoeff.seeding import derive_seed  # noqa: E402
 from divcoeff.settings import DiversitySettings, compute_settings  # noqa: E402
 from divcoeff.task2vec import Task2VecSettings  # noqa: E402

@@ -49,7 +49,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from divcoeff.models.probes import Probe, torchvision_probe  # noqa: E402
+from divcoeff.task2vec.probes import Probe, torchvision_probe  # noqa: E402
 from divcoeff.task2vec import Task2VecSettings, embed_batch, task_streams  # noqa: E402
 from divcoeff.task2vec.trace import embedding_layout  # noqa: E402
 from figure import device_name, figure, pick_device, synchronize  # noqa: E402

@@ -57,7 +57,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from divcoeff.data.views import convert_images
+from divcoeff.images import convert_images
 from divcoeff.io import atomic_path
 from divcoeff.models.keymaps import to_rfs_names
 from divcoeff.models.resnet12 import ResNet12

@@ -27,7 +27,7 @@ from scipy import stats
 
 from divcoeff.data.episodes import Episodes
 from divcoeff.data.views import View
-from divcoeff.models.probes import Probe
+from divcoeff.task2vec.probes import Probe, build_probe
 from divcoeff.seeding import numpy_rng
 from divcoeff.settings import DiversityCompute, DiversitySettings
 from divcoeff.task2vec import Task2VecSettings, embed_tasks
@@ -188,7 +188,6 @@ def run_diversity(train_set: str, view_tsv: str, episodes_path: str, out_json: s
     from divcoeff.data.episodes import load_episodes
     from divcoeff.device import pick_device, set_threads
     from divcoeff.io import atomic_save_npy, atomic_write_json
-    from divcoeff.models.probes import build_probe
     from divcoeff.seeding import derive_seed
 
     set_threads(compute.threads)

@@ -9,7 +9,7 @@ from divcoeff.data.indexed import IndexedDataset
 from divcoeff.data.views import View, build_view, write_view
 from divcoeff.diversity import diversity_of_episodes, normalized_cosine_distances
 from divcoeff.glyphs.build import render_benchmark
-from divcoeff.models.probes import torchvision_probe
+from divcoeff.task2vec.probes import torchvision_probe
 from divcoeff.task2vec import Task2VecSettings
 
 SPEC = {"source": "glyphs", "image_size": 28, "font_dirs": ["/usr/share/fonts/truetype/dejavu"],

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from divcoeff.models.probes import torchvision_probe
+from divcoeff.task2vec.probes import torchvision_probe
 from divcoeff.task2vec import Task2VecSettings, embed_batch, embedding_dim, embedding_layout, task_streams
 from divcoeff.task2vec.head import BatchedAdam, init_heads, sample_labels, train_heads
 from divcoeff.task2vec.trace import Trace
@@ -135,7 +135,7 @@ def test_faithful_equals_published_code_path_in_float64(probe64, tiny_tasks, eng
 def odd_geometry_probe():
     """Every path of the fast pass: oneDNN (4x4 maps) and GEMM (2x2) weight gradients, kernel taps
     that only see padding (5x5 on 2x2, 3x3 on 1x1), dense convolutions, a strided 1x1, a bias."""
-    from divcoeff.models.probes import Probe
+    from divcoeff.task2vec.probes import Probe
 
     g = torch.Generator().manual_seed(4)
     body = nn.Sequential(
@@ -181,7 +181,7 @@ def test_batch_fisher_equals_autograd_on_the_batch_with_its_copies():
 @pytest.mark.parametrize("conv", [dict(padding="same"), dict(padding=1, padding_mode="reflect"),
                                   dict(padding=2, padding_mode="circular", dilation=2)])
 def test_batch_fisher_with_other_paddings_equals_autograd(conv):
-    from divcoeff.models.probes import Probe
+    from divcoeff.task2vec.probes import Probe
     from divcoeff.task2vec.fisher_faithful import batch_fisher
 
     torch.manual_seed(0)
@@ -208,7 +208,7 @@ def test_faithful_on_a_checkpoint_probe_equals_published_code_path_in_float64(tm
     where the last stages run on 2x2 and 1x1 maps."""
     from divcoeff.checkpoints import save_checkpoint
     from divcoeff.models import ResNet12
-    from divcoeff.models.probes import checkpoint_probe
+    from divcoeff.task2vec.probes import checkpoint_probe
 
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "ck.pt", ResNet12(widths=(4, 4, 8, 8), in_channels=1, num_classes=7), "pt",
@@ -381,7 +381,7 @@ def test_imagenet_weights_out_of_reach_gives_clear_error(monkeypatch):
 
     import torchvision.models as tvm
 
-    from divcoeff.models.probes import ProbeError
+    from divcoeff.task2vec.probes import ProbeError
 
     def offline(self, *args, **kwargs):
         raise urllib.error.URLError("network unreachable")
@@ -394,7 +394,7 @@ def test_imagenet_weights_out_of_reach_gives_clear_error(monkeypatch):
 def test_checkpoint_probe_drops_head_and_embeds(tmp_path):
     from divcoeff.checkpoints import save_checkpoint
     from divcoeff.models import ResNet12
-    from divcoeff.models.probes import checkpoint_probe
+    from divcoeff.task2vec.probes import checkpoint_probe
 
     torch.manual_seed(0)
     model = ResNet12(widths=(4, 4, 8, 8), in_channels=1, num_classes=7)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from divcoeff.data.indexed import IndexedDataset
+from divcoeff.images import convert_images
 from divcoeff.io import atomic_write_json, atomic_write_text, read_json, sha256_file
 from divcoeff.seeding import numpy_rng
 from divcoeff.settings import train_set_spec
@@ -427,20 +428,3 @@ def normalise_images(x: torch.Tensor, norm: dict | None) -> torch.Tensor:
     if mean.shape[1] != x.shape[1]:
         raise ViewError(f"normalisation with {mean.shape[1]} channel(s) for images with {x.shape[1]}")
     return (x - mean) / std
-
-
-def convert_images(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
-    """Resize (antialiased bilinear) and convert grey<->RGB; x is (n, C, H, W) in [0, 1]."""
-    import torch
-    import torch.nn.functional as F
-
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
-    if x.shape[1] == channels:
-        return x
-    if x.shape[1] == 1 and channels == 3:
-        return x.expand(-1, 3, -1, -1).contiguous()
-    if x.shape[1] == 3 and channels == 1:
-        w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
-        return (x * w).sum(1, keepdim=True)
-    raise ValueError(f"cannot convert images with {x.shape[1]} channels to {channels}")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from divcoeff.models.probes import Probe
+from divcoeff.task2vec.probes import Probe
 from divcoeff.seeding import torch_generator
 from divcoeff.settings import DiversityCompute, DiversitySettings, compute_settings
 from divcoeff.task2vec.fisher_exact import ExactFisherSettings, exact_fisher

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from divcoeff.models.probes import Probe
+from divcoeff.task2vec.probes import Probe
 from divcoeff.task2vec.head import head_logits, sample_labels, train_heads
 from divcoeff.task2vec.trace import Layer, Trace, per_filter_sq_grads
 

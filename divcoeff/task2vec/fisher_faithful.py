@@ -44,7 +44,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from divcoeff.models.probes import Probe
+from divcoeff.task2vec.probes import Probe
 from divcoeff.task2vec.fisher_pass import FisherPass, RowGroups
 from divcoeff.task2vec.head import epoch_batches, sample_labels
 from divcoeff.task2vec.trace import Layer, Trace

@@ -8,7 +8,7 @@ Adam, cross-entropy, seeded batches. The held-out characters are never in the po
 
 The probe file holds the body's weights (``fc`` dropped: Task2Vec gives every task a fresh
 head) and the input preprocessing, as plain tensors and values: ``torch.load(weights_only=True)``
-reads it back (:func:`divcoeff.models.probes.pool_probe`).
+reads it back (:func:`divcoeff.task2vec.probes.pool_probe`).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from torch import nn
 
 from divcoeff.data.views import View
 from divcoeff.io import atomic_path
-from divcoeff.models.probes import (IMAGENET_MEAN, IMAGENET_STD, PROBE_FORMAT, seeded_reinit_,
+from divcoeff.task2vec.probes import (IMAGENET_MEAN, IMAGENET_STD, PROBE_FORMAT, seeded_reinit_,
                                     torchvision_constructor)
 from divcoeff.seeding import derive_seed, numpy_rng
 from divcoeff.settings import ProbeSettings

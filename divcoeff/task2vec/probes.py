@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from divcoeff.checkpoints import load_checkpoint
 from divcoeff.settings import ProbeSettings
 
 log = logging.getLogger(__name__)
@@ -199,8 +200,6 @@ def checkpoint_probe(path: str, name: str, fallback_image_size: int = 84, family
 
     Inputs take the checkpoint's own size and normalisation when it records them (our format
     does), else `fallback_image_size` and no normalisation."""
-    from divcoeff.checkpoints import load_checkpoint  # the checkpoint stage's loader (docs/formats.md 4)
-
     try:
         loaded = load_checkpoint(path, family=family, allow_pickle=allow_pickle)
     except FileNotFoundError:
