@@ -93,7 +93,7 @@ def test_list_zenodo_names_are_valid_sheet_names(server, capsys):
 
 def test_filled_rows_load_as_a_checkpoint_sheet(server, capsys, repo, tmp_path):
     _, out, _ = run(capsys, "list-zenodo", "8247898", "--base-url", server.url, "--family", "pt",
-                    "--train-set", "glyphs-all", "--prefix", "z-")
+                    "--train-set", "glyphs-4s-d0", "--prefix", "z-")
     sheet = tmp_path / "sheet.tsv"
     sheet.write_text(out)
     config = yaml.safe_load((repo / "config/config.yaml").read_text())

@@ -29,7 +29,7 @@ def test_embedded_config_is_valid_and_gets_defaults(repo, config):
     (lambda c: c["evaluation"].__setitem__("ways", "five"), "evaluation.ways", "is not of type 'integer'"),
     (lambda c: c.__setitem__("epochs", 3), "(top level)", "'epochs' was unexpected"),
     (lambda c: c["diversity"].__setitem__("method", "fast"), "diversity.method", "is not one of"),
-    (lambda c: c["train_sets"]["glyphs-all"].__setitem__("domains", -1), "train_sets.glyphs-all.domains", ""),
+    (lambda c: c["train_sets"]["glyphs-4s-d0"].__setitem__("domains", -1), "train_sets.glyphs-4s-d0.domains", ""),
 ])
 def test_malformed_config_names_file_and_field(repo, config, mutate, field, expected):
     mutate(config)
@@ -40,8 +40,8 @@ def test_malformed_config_names_file_and_field(repo, config, mutate, field, expe
 
 
 def test_train_set_with_unknown_benchmark(repo, config):
-    config["train_sets"]["glyphs-all"]["benchmarks"] = ["omniglot"]
-    with pytest.raises(ConfigError, match=r"train_sets.glyphs-all.benchmarks: unknown benchmark 'omniglot'"):
+    config["train_sets"]["glyphs-4s-d0"]["benchmarks"] = ["omniglot"]
+    with pytest.raises(ConfigError, match=r"train_sets.glyphs-4s-d0.benchmarks: unknown benchmark 'omniglot'"):
         validate_config(config, repo / SCHEMA, "c.yaml")
 
 
@@ -55,18 +55,20 @@ def write_sheet(tmp_path, rows):
 def test_embedded_sheet_loads(repo, config):
     validate_config(config, repo / SCHEMA)
     sheet = load_sheet(repo / "config/checkpoints.tsv", repo / SHEET_SCHEMA, config)
-    assert len(sheet) == 2 * len(config["train_sets"])
+    # a PT and a MAML row per training set, and the untrained control
+    assert len(sheet) == 2 * len(config["train_sets"]) + 1
+    assert (sheet["source"] == "init").sum() == 1
     assert set(sheet["family"]) == {"pt", "maml"}
     assert not sheet["allow_pickle"].any()
 
 
 @pytest.mark.parametrize("row, message", [
     ("a\tpt\tresnet12\ttrain\t\t\tnope\tfalse", "line 2 (row 'a'): field 'train_set': 'nope' is not a train set"),
-    ("a\tsupervised\tresnet12\ttrain\t\t\tglyphs-all\tfalse", "line 2 (row 'a'): family: 'supervised' is not one of"),
-    ("a\tpt\tresnet12\tzenodo\t\t\tglyphs-all\tfalse", "line 2 (row 'a'): uri: '' does not match '^[0-9]+/.+$'"),
-    ("a\tpt\tresnet12\turl\thttp://x/a.pt\t\tglyphs-all\tfalse", "line 2 (row 'a'): checksum: '' should be non-empty"),
-    ("a\tpt\tresnet12\ttrain\t\t\tglyphs-all\tmaybe", "line 2 (row 'a'): field 'allow_pickle': expected true or false"),
-    ("a\tpt\tresnet12\tfile\t/x.pt\tmd5:XYZ\tglyphs-all\tfalse", "line 2 (row 'a'): checksum: 'md5:XYZ' does not match"),
+    ("a\tsupervised\tresnet12\ttrain\t\t\tglyphs-4s-d0\tfalse", "line 2 (row 'a'): family: 'supervised' is not one of"),
+    ("a\tpt\tresnet12\tzenodo\t\t\tglyphs-4s-d0\tfalse", "line 2 (row 'a'): uri: '' does not match '^[0-9]+/.+$'"),
+    ("a\tpt\tresnet12\turl\thttp://x/a.pt\t\tglyphs-4s-d0\tfalse", "line 2 (row 'a'): checksum: '' should be non-empty"),
+    ("a\tpt\tresnet12\ttrain\t\t\tglyphs-4s-d0\tmaybe", "line 2 (row 'a'): field 'allow_pickle': expected true or false"),
+    ("a\tpt\tresnet12\tfile\t/x.pt\tmd5:XYZ\tglyphs-4s-d0\tfalse", "line 2 (row 'a'): checksum: 'md5:XYZ' does not match"),
 ])
 def test_malformed_sheet_row_names_line_row_and_field(tmp_path, repo, config, row, message):
     validate_config(config, repo / SCHEMA)
@@ -78,7 +80,7 @@ def test_malformed_sheet_row_names_line_row_and_field(tmp_path, repo, config, ro
 
 def test_duplicate_names_and_unknown_columns(tmp_path, repo, config):
     validate_config(config, repo / SCHEMA)
-    row = "a\tpt\tresnet12\ttrain\t\t\tglyphs-all\tfalse"
+    row = "a\tpt\tresnet12\ttrain\t\t\tglyphs-4s-d0\tfalse"
     with pytest.raises(ConfigError, match="line 3 .*'a' already used on line 2"):
         load_sheet(write_sheet(tmp_path, [row, row]), repo / SHEET_SCHEMA, config)
     bad = tmp_path / "cols.tsv"

@@ -37,16 +37,16 @@ def sheet_file(tmp_path, rows):
 ])
 def test_sheet_rejects_a_uri_or_checksum_that_does_not_fit_its_source(repo, config, tmp_path, source, uri,
                                                                        checksum, field):
-    p = sheet_file(tmp_path, [["m1", "pt", "resnet12_rfs", source, uri, checksum, "glyphs-all", "false"]])
+    p = sheet_file(tmp_path, [["m1", "pt", "resnet12_rfs", source, uri, checksum, "glyphs-4s-d0", "false"]])
     with pytest.raises(ConfigError, match=rf"line 2 \(row 'm1'\).*{field}"):
         load_sheet(p, repo / "config/schemas/checkpoints.schema.yaml", config)
 
 
 def test_sheet_accepts_each_source(repo, config, tmp_path):
-    rows = [["z", "pt", "resnet12_rfs", "zenodo", "8247898/a b.pt", "", "glyphs-all", "false"],
-            ["h", "maml", "resnet12_rfs", "hf", "brando/r/dir/m.pt@" + "a" * 40, "", "glyphs-all", "false"],
-            ["u", "pt", "resnet12", "url", "https://x.org/m.pt", "sha256:" + "0" * 64, "glyphs-all", "false"],
-            ["f", "pt", "resnet12", "file", "ckpt/m.pt", "", "glyphs-all", "false"]]
+    rows = [["z", "pt", "resnet12_rfs", "zenodo", "8247898/a b.pt", "", "glyphs-4s-d0", "false"],
+            ["h", "maml", "resnet12_rfs", "hf", "brando/r/dir/m.pt@" + "a" * 40, "", "glyphs-4s-d0", "false"],
+            ["u", "pt", "resnet12", "url", "https://x.org/m.pt", "sha256:" + "0" * 64, "glyphs-4s-d0", "false"],
+            ["f", "pt", "resnet12", "file", "ckpt/m.pt", "", "glyphs-4s-d0", "false"]]
     table = load_sheet(sheet_file(tmp_path, rows), repo / "config/schemas/checkpoints.schema.yaml", config)
     assert list(table["source"]) == ["zenodo", "hf", "url", "file"]
 
@@ -61,10 +61,10 @@ def test_fetch_checkpoint_rule_fetches_every_source(repo, config, tmp_path):
         local = tmp_path / "mine.pt"
         local.write_bytes(D)
         sheet = sheet_file(tmp_path, [
-            ["z-usl", "pt", "resnet12_rfs", "zenodo", "8247898/usl.pt", "", "glyphs-all", "false"],
-            ["u-maml", "maml", "resnet12_rfs", "url", url, f"md5:{md5(B)}", "glyphs-all", "false"],
-            ["h-x", "pt", "resnet12_rfs", "hf", f"brando/rfs/m/x.pt@{commit}", "", "glyphs-all", "false"],
-            ["f-mine", "pt", "resnet12", "file", str(local), "", "glyphs-all", "false"],
+            ["z-usl", "pt", "resnet12_rfs", "zenodo", "8247898/usl.pt", "", "glyphs-4s-d0", "false"],
+            ["u-maml", "maml", "resnet12_rfs", "url", url, f"md5:{md5(B)}", "glyphs-4s-d0", "false"],
+            ["h-x", "pt", "resnet12_rfs", "hf", f"brando/rfs/m/x.pt@{commit}", "", "glyphs-4s-d0", "false"],
+            ["f-mine", "pt", "resnet12", "file", str(local), "", "glyphs-4s-d0", "false"],
         ])
         config.update(checkpoint_sheet=str(sheet),
                       fetch={"zenodo_url": server.url, "retries": 1, "backoff_s": 0.01, "timeout_s": 10,
