@@ -151,10 +151,8 @@ def _evaluate_pt(model, view, rows, spec, support_pos, query_pos, query_y, setti
     query = feats[query_pos.to(device)]                               # (E, W*Q, D)
     methods = {}
     for method in settings.pt_methods:
-        if method not in PT_METHODS:
-            raise ValueError(f"evaluation.pt_methods: unknown method {method!r} (known: {', '.join(PT_METHODS)})")
         t0 = time.perf_counter()
-        fit_predict = _logreg(settings.logreg_C) if method == "logreg" else _proto
+        fit_predict = _pt_classifier(method, settings)
         logits = fit_predict(support, query).cpu()
         acc, loss = episode_metrics(logits, query_y)
         cal, calib = _calibrate(lambda s, t, **_: fit_predict(s, t).cpu(), support, logits, query_y, settings,
@@ -166,6 +164,13 @@ def _evaluate_pt(model, view, rows, spec, support_pos, query_pos, query_y, setti
 
 def _proto(support: torch.Tensor, targets: torch.Tensor, **_) -> torch.Tensor:
     return proto_logits(support, targets)
+
+
+def _pt_classifier(method: str, settings: EvaluationSettings) -> Callable:
+    """fit_predict(support (E, W, K, D), targets (E, N, D)) -> logits (E, N, W) for one PT method."""
+    if method not in PT_METHODS:
+        raise ValueError(f"evaluation.pt_methods: unknown method {method!r} (known: {', '.join(PT_METHODS)})")
+    return _logreg(settings.logreg_C) if method == "logreg" else _proto
 
 
 def _calibrate(fit_predict: Callable, support, query_logits, query_y, settings: EvaluationSettings,
@@ -238,10 +243,8 @@ def _published_pt(model, view, spec, episodes: Episodes, query_y, settings: Eval
     seconds = {"features": time.perf_counter() - t0}
     methods = {}
     for method in settings.pt_methods:
-        if method not in PT_METHODS:
-            raise ValueError(f"evaluation.pt_methods: unknown method {method!r} (known: {', '.join(PT_METHODS)})")
         t0 = time.perf_counter()
-        fit_predict = _logreg(settings.logreg_C) if method == "logreg" else _proto
+        fit_predict = _pt_classifier(method, settings)
         logits = fit_predict(support, query).cpu()
         acc = pub.accuracy(logits, query_y)
         # logreg: sklearn's log_loss of predict_proba (the published loss); proto: its cross-entropy.
