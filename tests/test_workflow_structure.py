@@ -69,10 +69,10 @@ def test_snakemake_lint_is_clean(repo):
 
 # --- SLURM profile (profiles/slurm): which jobs get a GPU, which stay on the login node ---
 
-GPU_RULES = {"train_checkpoint", "diversity", "evaluate"}
+GPU_RULES = {"train_checkpoint", "train_probe", "diversity", "evaluate"}
 DOWNLOAD_RULES = {"fetch_checkpoint", "fetch_benchmark_file"}
-# Plots and the summary table are quick; on the login node they do not wait in the queue.
-PLOT_RULES = {"montage", "summarize", "plot"}
+# Plots, tables and statistics are quick; on the login node they do not wait in the queue.
+PLOT_RULES = {"montage", "summarize", "statistics", "plot", "published_comparison"}
 JOB_HEADER = re.compile(r"^(local)?(?:rule|checkpoint) (\w+):$")
 
 
