@@ -1,5 +1,4 @@
 """The config and the checkpoint sheet: schema validation with errors that name file, row and field."""
-import copy
 import subprocess
 import sys
 

@@ -1,5 +1,4 @@
 """divcoeff.report.paired: the least vs the most diverse level on the shared episodes."""
-import json
 import math
 from pathlib import Path
 
