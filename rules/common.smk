@@ -130,7 +130,7 @@ def view_default_inputs(view):
 
 def view_inputs(wildcards):
     """The indexed-dataset files of every benchmark a view draws from, named <benchmark>_<file>;
-    for the held-out view also the training sets' views it must not overlap (train_<set>).
+    for the held-out view also the training sets' views it must not overlap (train_<set>, train-meta_<set>).
     """
     files = {}
     for b in view_spec(wildcards.view)["benchmarks"]:
@@ -139,6 +139,8 @@ def view_inputs(wildcards):
     if wildcards.view == EVAL.name:
         for ts in USED_TRAIN_SETS:
             files[f"train_{ts}"] = f"results/views/{ts}.tsv"
+            # Its JSON too: View.load checks the table against the hash stored there.
+            files[f"train-meta_{ts}"] = f"results/views/{ts}.json"
     return files
 
 

@@ -4,10 +4,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
 from divcoeff.data.indexed import IndexedDataset
-from divcoeff.data.views import build_view, check_held_out, write_view
+from divcoeff.data.views import View, build_view, check_held_out, write_view
 from divcoeff.logs import log_to
 
 with log_to(snakemake.log[0]) as log:
@@ -19,8 +17,7 @@ with log_to(snakemake.log[0]) as log:
                              min_classes_per_component=p.min_ways, task_shape=tuple(shape) if shape else None,
                              inputs=p.inputs)
     if p.allow_overlap is not None:  # the held-out view: checked against every training set in use
-        train = {key[len("train_"):]: pd.read_csv(path, sep="	", dtype={"benchmark": str, "class_name": str},
-                                                  keep_default_na=False)
+        train = {key[len("train_"):]: View.load(path).table
                  for key, path in snakemake.input.items() if key.startswith("train_")}
         meta["overlap"] = check_held_out(meta["name"], table, train, p.allow_overlap)
         if meta["overlap"]:
