@@ -7,9 +7,11 @@ then high - low. Two rows per family x metric in `results/paired_comparison.tsv`
 - `paired t over episodes`: the mean difference, its 95% t-interval over episodes and the
   paired t-test p-value (`scipy.stats.ttest_rel` of the two per-episode level means). It
   treats the checkpoints of a level as fixed: it ignores seed-to-seed variance.
-- `hierarchical bootstrap`: resamples the checkpoints within each level and the episodes
-  (the same episode draw for both levels), so the interval also carries the variance between
-  training seeds and training-set draws.
+- `hierarchical bootstrap`: resamples, within each level, its training sets and, inside each
+  drawn training set, its checkpoints (seeds), and the episodes (the same episode draw for both
+  levels), so the interval also carries the variance between training-set draws and between
+  seeds, as the design nests them (the checkpoints of one training set share its data: they are
+  not independent draws of the level).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from divcoeff.report.design import LEVEL, TABLE_METRICS, design_points, level_order, roles
+from divcoeff.report.design import LEVEL, TABLE_METRICS, design_points, hierarchical_counts, level_order, roles
 from divcoeff.report.summary import ResultFileError
 from divcoeff.seeding import derive_seed
 
@@ -39,10 +41,11 @@ def t_method(level: float = LEVEL) -> str:
 
 
 def bootstrap_method(n_boot: int, level: float = LEVEL) -> str:
-    return (f"hierarchical percentile bootstrap, {100 * level:g}%, {n_boot} resamples: checkpoints (seeds and "
-            "training-set draws) with replacement within each level, and episodes with replacement (one draw "
-            "shared by both levels); carries seed-to-seed and episode variance; p: twice the smaller share of "
-            "resamples on either side of 0, as (k + 1) / (B + 1)")
+    return (f"hierarchical percentile bootstrap, {100 * level:g}%, {n_boot} resamples: within each level its "
+            "training sets with replacement and, inside each drawn training set, its checkpoints (seeds) with "
+            "replacement, and episodes with replacement (one draw shared by both levels); carries draw-to-draw, "
+            "seed-to-seed and episode variance; p: twice the smaller share of resamples on either side of 0, "
+            "as (k + 1) / (B + 1)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,14 +99,39 @@ def _multiplicities(n_items: int, n_boot: int, rng: np.random.Generator) -> np.n
     return np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items).astype(float)
 
 
-def paired_bootstrap(low, high, *, n_boot: int = 2000, rng: np.random.Generator | None = None,
+def _grouped(matrix: np.ndarray, groups: Sequence | None) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of `matrix` listed group after group, and the group sizes (no groups: one row each)."""
+    if groups is None:
+        return matrix, np.ones(matrix.shape[0], dtype=np.int64)
+    labels = np.asarray([str(g) for g in groups])
+    if labels.size != matrix.shape[0]:
+        raise ValueError(f"{labels.size} group labels for {matrix.shape[0]} checkpoints")
+    order = np.argsort(labels, kind="stable")
+    _, sizes = np.unique(labels[order], return_counts=True)
+    return matrix[order], sizes
+
+
+def _level_weights(sizes: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, checkpoints) weights of one level's resampled mean: training sets with replacement,
+    then each drawn set's checkpoints with replacement (design.hierarchical_counts)."""
+    counts, _ = hierarchical_counts(sizes, n_boot, rng)
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def paired_bootstrap(low, high, *, groups_low: Sequence | None = None, groups_high: Sequence | None = None,
+                     n_boot: int = 2000, rng: np.random.Generator | None = None,
                      level: float = LEVEL) -> PairedDifference:
-    """Percentile bootstrap of the mean per-episode difference, resampling each level's checkpoints
-    and the (shared) episodes; vectorised over resamples in bounded chunks."""
+    """Percentile bootstrap of the mean per-episode difference, resampling each level's training
+    sets (`groups_*`: the training set of each row; None: every checkpoint its own), their
+    checkpoints and the (shared) episodes; vectorised over resamples in bounded chunks."""
     low, high = _matrices(low, high)
     n_low, n_high, n_ep = low.shape[0], high.shape[0], low.shape[1]
     point = paired_t(low, high, level)
+    low, sizes_low = _grouped(low, groups_low)
+    high, sizes_high = _grouped(high, groups_high)
     notes = ["a level with a single checkpoint: no seed variance to resample"] if min(n_low, n_high) == 1 else []
+    if any(g is not None and len(set(map(str, g))) == 1 for g in (groups_low, groups_high)):
+        notes.append("a level with a single training set: no draw-to-draw variance to resample")
     if n_boot <= 0:
         return dataclasses.replace(point, lo=math.nan, hi=math.nan, p_value=math.nan,
                                    ci_method=bootstrap_method(n_boot, level), note="no resamples")
@@ -112,8 +140,8 @@ def paired_bootstrap(low, high, *, n_boot: int = 2000, rng: np.random.Generator 
     chunk = max(1, 1_000_000 // max(n_ep, 1))   # a few (chunk, episodes) arrays of 8 MB at a time
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
-        w_low = _multiplicities(n_low, b, rng) / n_low
-        w_high = _multiplicities(n_high, b, rng) / n_high
+        w_low = _level_weights(sizes_low, b, rng)
+        w_high = _level_weights(sizes_high, b, rng)
         per_episode = w_high @ high - w_low @ low                      # (b, episodes)
         w_ep = _multiplicities(n_ep, b, rng) / n_ep
         diffs.append((per_episode * w_ep).sum(axis=1))
@@ -239,8 +267,9 @@ def paired_comparison_table(summary: pd.DataFrame, arrays: Mapping[str, Mapping[
             m_high = episode_matrix(at_high, arrays, metric)
             rows.append(_row(family, metric, low, high, paired_t(m_low, m_high, level)))
             rng = np.random.default_rng(paired_seed(seed, family, metric))
-            rows.append(_row(family, metric, low, high, paired_bootstrap(m_low, m_high, n_boot=n_boot, rng=rng,
-                                                                         level=level)))
+            boot = paired_bootstrap(m_low, m_high, groups_low=list(at_low["train_set"]),
+                                    groups_high=list(at_high["train_set"]), n_boot=n_boot, rng=rng, level=level)
+            rows.append(_row(family, metric, low, high, boot))
     table = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
     for c in ("n_checkpoints_low", "n_checkpoints_high", "n_episodes"):
         table[c] = table[c].astype("Int64")
