@@ -32,7 +32,6 @@ from divcoeff.diversity import diversity_of_episodes, normalized_cosine_distance
 from divcoeff.task2vec.probes import build_probe  # noqa: E402
 from divcoeff.seeding import derive_seed  # noqa: E402
 from divcoeff.settings import DiversitySettings, compute_settings  # noqa: E402
-from divcoeff.task2vec import Task2VecSettings  # noqa: E402
 
 
 def script_matrix(d: np.ndarray, component: np.ndarray, n_scripts: int) -> np.ndarray:
@@ -78,7 +77,7 @@ def main() -> None:
                               seed=derive_seed(master, "script-distances"))
         t0 = time.perf_counter()
         compute = compute_settings(cfg.get("compute")).diversity
-        _, emb = diversity_of_episodes(view, eps, probe, Task2VecSettings.from_settings(div, compute),
+        _, emb = diversity_of_episodes(view, eps, probe, div, compute,
                                        derive_seed(master, div.seed, "diversity-tasks"), args.tasks, 10, "cpu")
     names = [c.split("/", 1)[-1] for c in meta["components"]]
     m = script_matrix(normalized_cosine_distances(emb), eps.component, len(names))

@@ -32,7 +32,6 @@ Not a test: nothing here is asserted. Prints ``FIGURE task2vec-...`` lines (benc
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import copy
 import statistics
 import sys
@@ -50,7 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from divcoeff.task2vec.probes import Probe, torchvision_probe  # noqa: E402
-from divcoeff.task2vec import Task2VecSettings, embed_batch, task_streams  # noqa: E402
+from divcoeff.settings import DiversityCompute, DiversitySettings, compute_settings  # noqa: E402
+from divcoeff.task2vec import embed_batch, task_streams  # noqa: E402
 from divcoeff.task2vec.trace import embedding_layout  # noqa: E402
 from figure import device_name, figure, pick_device, synchronize  # noqa: E402
 
@@ -192,11 +192,17 @@ class Clock:
         return time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def settings_of(method: str, args) -> Task2VecSettings:
+def settings_of(method: str, args, head_epochs: int | None = None, epoch_images: int | None = None,
+                task_batch: int | None = None) -> tuple[DiversitySettings, DiversityCompute]:
+    """A method name (exact, faithful-loop, ...) and the bench's arguments as the settings the
+    Task2Vec code takes; head_epochs, epoch_images and task_batch override the arguments."""
     name, _, engine = method.partition("-")
-    return Task2VecSettings.from_flat(method=name, head_epochs=args.head_epochs, exact_head_epochs=args.head_epochs,
-                            epoch_images=args.epoch_images, label_draws=args.label_draws,
-                            engine=engine or "auto", task_batch=args.tasks)
+    head_epochs = args.head_epochs if head_epochs is None else head_epochs
+    div = DiversitySettings.from_config({
+        "method": name, "exact": {"head_epochs": head_epochs, "label_draws": args.label_draws},
+        "faithful": {"head_epochs": head_epochs, "epoch_images": epoch_images or args.epoch_images}})
+    compute = compute_settings({"diversity": {"engine": engine or "auto", "task_batch": task_batch or args.tasks}})
+    return div, compute.diversity
 
 
 def run_round(probe, images, labels, args, methods, device) -> tuple[dict, dict]:
@@ -212,7 +218,7 @@ def run_round(probe, images, labels, args, methods, device) -> tuple[dict, dict]
         seconds[BASELINE] = tuple(v / T for v in clock.stop())
     for method in methods:
         clock = Clock(device)
-        embeddings[method] = embed_batch(probe, images, labels, list(range(T)), args.seed, settings_of(method, args),
+        embeddings[method] = embed_batch(probe, images, labels, list(range(T)), args.seed, *settings_of(method, args),
                                          device).cpu().numpy()
         seconds[method] = tuple(v / T for v in clock.stop())
     return seconds, embeddings
@@ -262,9 +268,8 @@ def main(argv=None) -> None:
     if args.baseline:
         baseline_embed_task(probe, images[0], labels[0], 0, args.seed, head_epochs=1, epoch_images=128)
     for method in methods:
-        warm = dataclasses.replace(settings_of(method, args), head_epochs=1, exact_head_epochs=1, epoch_images=128,
-                                   task_batch=1)
-        embed_batch(probe, images[:1], labels[:1], [0], args.seed, warm, device)
+        warm = settings_of(method, args, head_epochs=1, epoch_images=128, task_batch=1)
+        embed_batch(probe, images[:1], labels[:1], [0], args.seed, *warm, device)
 
     rounds = []
     for r in range(args.rounds):
@@ -298,7 +303,7 @@ def main(argv=None) -> None:
         probe64 = copy.deepcopy(probe).to(device)
         probe64.body.double()
         s64 = settings_of("faithful-loop", args)
-        ref = embed_batch(probe64, images.double(), labels, list(range(T)), args.seed, s64, device).cpu().numpy()
+        ref = embed_batch(probe64, images.double(), labels, list(range(T)), args.seed, *s64, device).cpu().numpy()
         for k, emb in embeddings.items():
             if k == BASELINE or k.startswith("faithful"):
                 print(f"float32 {k} vs float64 (ours, same draws): {describe(differences(probe, emb, ref))}")

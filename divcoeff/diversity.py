@@ -30,7 +30,7 @@ from divcoeff.data.views import View
 from divcoeff.task2vec.probes import Probe, build_probe
 from divcoeff.seeding import numpy_rng
 from divcoeff.settings import DiversityCompute, DiversitySettings
-from divcoeff.task2vec import Task2VecSettings, embed_tasks
+from divcoeff.task2vec import embed_tasks
 
 log = logging.getLogger(__name__)
 EPS = 1e-8  # as published (task_similarity.get_scaled_hessian)
@@ -141,8 +141,9 @@ def noise_floor(emb: np.ndarray, again: np.ndarray) -> dict:
             "noise_floor_tasks": int(len(d))}
 
 
-def diversity_of_episodes(view: View, episodes: Episodes, probe: Probe, settings: Task2VecSettings, seed: int,
-                          tasks: int, bootstrap: int, device: torch.device | str = "cpu",
+def diversity_of_episodes(view: View, episodes: Episodes, probe: Probe, settings: DiversitySettings,
+                          compute: DiversityCompute, seed: int, tasks: int, bootstrap: int,
+                          device: torch.device | str = "cpu",
                           progress: bool = True, noise_floor_tasks: int = 0) -> tuple[dict, np.ndarray]:
     """Embed the first `tasks` episodes and summarise; returns (result fields, embeddings (T, D)).
     With `noise_floor_tasks` > 0, the first ones are embedded a second time for the noise floor."""
@@ -157,13 +158,13 @@ def diversity_of_episodes(view: View, episodes: Episodes, probe: Probe, settings
     def load(b):
         return task_images(view, episodes, b, probe.image_size, probe.channels)
 
-    emb = embed_tasks(probe, load, ids, seed, settings, device, progress)
+    emb = embed_tasks(probe, load, ids, seed, settings, compute, device, progress)
     seconds = time.perf_counter() - t0
     rng = numpy_rng(seed, "bootstrap")
     summary = coefficient_summary(emb, bootstrap, rng)
     m = min(int(noise_floor_tasks), tasks)
     if m > 0:
-        again = embed_tasks(probe, load, ids[:m], seed, settings, device, progress, replica=1)
+        again = embed_tasks(probe, load, ids[:m], seed, settings, compute, device, progress, replica=1)
         summary.update(noise_floor(emb, again))
         log.info("%s: noise floor %.4g (mean distance between two embeddings of the same task, %d tasks)",
                  view.name, summary["noise_floor"], m)
@@ -195,10 +196,9 @@ def run_diversity(train_set: str, view_tsv: str, episodes_path: str, out_json: s
     view = View.load(view_tsv)
     episodes = load_episodes(episodes_path, view)
     probe = build_probe(div.probe, derive_seed(master_seed, div.seed, "diversity-probe"), checkpoint_path).to(device)
-    settings = Task2VecSettings.from_settings(div, compute)
     seed = derive_seed(master_seed, div.seed, "diversity-tasks")
     t0 = time.perf_counter()
-    summary, emb = diversity_of_episodes(view, episodes, probe, settings, seed, div.tasks, div.bootstrap, device,
+    summary, emb = diversity_of_episodes(view, episodes, probe, div, compute, seed, div.tasks, div.bootstrap, device,
                                          progress, noise_floor_tasks=div.noise_floor_tasks)
     result = {"train_set": train_set, "method": div.method, "probe": probe.description,
               "tasks": div.tasks, "seed": div.seed, "master_seed": int(master_seed),

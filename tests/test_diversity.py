@@ -12,7 +12,7 @@ from divcoeff.diversity import (bootstrap_over_tasks, coefficient_summary, diver
                                 task_rows, upper_pairs, vendi_score)
 from divcoeff.task2vec.probes import torchvision_probe
 from divcoeff.settings import DiversitySettings, compute_settings
-from divcoeff.task2vec import Task2VecSettings
+from task2vec_settings import t2v
 
 
 def random_embeddings(T=5, D=40, seed=0):
@@ -67,7 +67,8 @@ def test_task_rows_are_all_images_with_local_labels(make_view):
     assert tuple(images.shape) == (2, 15, 3, 32, 32) and lab.shape == (2, 15)
 
 
-SMALL = dict(head_epochs=2, epoch_images=320, batch_size=32, exact_head_epochs=0, label_draws=0, task_batch=8)
+SMALL_FAITHFUL = {"head_epochs": 2, "epoch_images": 320, "batch_size": 32}
+SMALL_EXACT = {"head_epochs": 0, "label_draws": 0}
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +83,11 @@ def test_tasks_of_one_domain_are_closer_than_tasks_of_two_and_same_seed_same_val
     (A 1-domain view against an all-domain view of the same class budget is not a fair unit test:
     with 30 classes in one domain against 10 per domain, the class pool alone moves the
     coefficient as much as the domains do; README "Known limits".)"""
-    settings = Task2VecSettings.from_flat(method="exact", **SMALL)
+    settings = t2v("exact", faithful=SMALL_FAITHFUL, exact=SMALL_EXACT, task_batch=8)
     view = make_view(domains="all", classes=30, classes_per_domain=60)
     assert len(view.meta["components"]) == 3
     eps = sample_episodes(view, ways=5, shots=5, queries=5, n=12, seed=0)
-    s, emb = diversity_of_episodes(view, eps, probe, settings, seed=3, tasks=12, bootstrap=50, progress=False)
+    s, emb = diversity_of_episodes(view, eps, probe, *settings, seed=3, tasks=12, bootstrap=50, progress=False)
     assert emb.shape == (12, 9600) and np.isfinite(emb).all()
     d = normalized_cosine_distances(emb)
     i, j = np.triu_indices(12, 1)
@@ -94,7 +95,7 @@ def test_tasks_of_one_domain_are_closer_than_tasks_of_two_and_same_seed_same_val
     assert same.any() and (~same).any()
     within, across = d[i, j][same].mean(), d[i, j][~same].mean()
     assert within < 0.85 * across, (within, across)
-    again, _ = diversity_of_episodes(view, eps, probe, settings, seed=3, tasks=12, bootstrap=50, progress=False)
+    again, _ = diversity_of_episodes(view, eps, probe, *settings, seed=3, tasks=12, bootstrap=50, progress=False)
     assert again["coefficient"] == s["coefficient"]
 
 
@@ -126,22 +127,22 @@ def test_noise_floor_is_zero_for_the_exact_method_and_positive_for_the_published
     published Monte-Carlo Fisher (sampled labels, resampled batches, a trained head) does not."""
     view = make_view(domains="all")
     eps = sample_episodes(view, ways=5, shots=2, queries=2, n=3, seed=0)
-    exact = Task2VecSettings.from_flat(method="exact", **SMALL)
-    s, emb = diversity_of_episodes(view, eps, probe, exact, seed=3, tasks=3, bootstrap=0, progress=False,
+    exact = t2v("exact", faithful=SMALL_FAITHFUL, exact=SMALL_EXACT, task_batch=8)
+    s, emb = diversity_of_episodes(view, eps, probe, *exact, seed=3, tasks=3, bootstrap=0, progress=False,
                                    noise_floor_tasks=2)
     assert s["noise_floor"] == 0.0 and s["noise_floor_tasks"] == 2
     # Sampled labels are random draws: the floor is no longer 0 but stays below the distances
     # between different tasks.
-    sampled = Task2VecSettings.from_flat(method="exact", **{**SMALL, "label_draws": 1})
-    s, emb = diversity_of_episodes(view, eps, probe, sampled, seed=3, tasks=3, bootstrap=0, progress=False,
+    sampled = t2v("exact", faithful=SMALL_FAITHFUL, exact={**SMALL_EXACT, "label_draws": 1}, task_batch=8)
+    s, emb = diversity_of_episodes(view, eps, probe, *sampled, seed=3, tasks=3, bootstrap=0, progress=False,
                                    noise_floor_tasks=3)
     assert 0 < s["noise_floor"] < s["coefficient"], (s["noise_floor"], s["coefficient"])
-    faithful = Task2VecSettings.from_flat(method="faithful", **{**SMALL, "head_epochs": 1, "epoch_images": 64,
-                                                       "batch_size": 16})
-    s, _ = diversity_of_episodes(view, eps, probe, faithful, seed=3, tasks=2, bootstrap=0, progress=False,
+    faithful = t2v("faithful", faithful={"head_epochs": 1, "epoch_images": 64, "batch_size": 16},
+                   exact=SMALL_EXACT, task_batch=8)
+    s, _ = diversity_of_episodes(view, eps, probe, *faithful, seed=3, tasks=2, bootstrap=0, progress=False,
                                  noise_floor_tasks=1)
     assert s["noise_floor"] > 0 and s["noise_floor_tasks"] == 1
-    s, _ = diversity_of_episodes(view, eps, probe, exact, seed=3, tasks=2, bootstrap=0, progress=False)
+    s, _ = diversity_of_episodes(view, eps, probe, *exact, seed=3, tasks=2, bootstrap=0, progress=False)
     assert s["noise_floor"] is None and s["noise_floor_tasks"] == 0
 
 

@@ -10,7 +10,7 @@ from divcoeff.data.views import View, build_view, write_view
 from divcoeff.diversity import diversity_of_episodes, normalized_cosine_distances
 from divcoeff.glyphs.build import render_benchmark
 from divcoeff.task2vec.probes import torchvision_probe
-from divcoeff.task2vec import Task2VecSettings
+from task2vec_settings import t2v
 
 SPEC = {"source": "glyphs", "image_size": 28, "font_dirs": ["/usr/share/fonts/truetype/dejavu"],
         "images_per_class": 10, "heldout_class_fraction": 0.3, "heldout_family_fraction": 0.34,
@@ -32,8 +32,8 @@ def test_glyph_tasks_of_one_script_are_nearer_than_tasks_of_two(glyph_view):
     T = 16
     eps = sample_episodes(glyph_view, ways=5, shots=5, queries=5, n=T, seed=1)
     probe = torchvision_probe("resnet18", "random", 32, seed=0)
-    settings = Task2VecSettings.from_flat(method="exact", exact_head_epochs=0, label_draws=0)  # the embedded default
-    _, emb = diversity_of_episodes(glyph_view, eps, probe, settings, seed=3, tasks=T, bootstrap=10, progress=False)
+    settings = t2v("exact", exact={"head_epochs": 0, "label_draws": 0})  # the embedded default
+    _, emb = diversity_of_episodes(glyph_view, eps, probe, *settings, seed=3, tasks=T, bootstrap=10, progress=False)
     d = normalized_cosine_distances(emb)
     i, j = np.triu_indices(T, 1)
     same = eps.component[i] == eps.component[j]

@@ -9,11 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from divcoeff.task2vec.probes import torchvision_probe
-from divcoeff.task2vec import Task2VecSettings, embed_batch, embedding_dim, embedding_layout, task_streams
+from divcoeff.task2vec import embed_batch, embedding_dim, embedding_layout, task_streams
 from divcoeff.task2vec.head import BatchedAdam, init_heads, sample_labels, train_heads
 from divcoeff.task2vec.trace import Trace
 
 from conftest import REPO
+from task2vec_settings import t2v
 
 
 def load_bench():
@@ -126,8 +127,7 @@ def test_faithful_equals_published_code_path_in_float64(probe64, tiny_tasks, eng
     images, labels = tiny_tasks[0].double(), tiny_tasks[1]
     bench = load_bench()
     base = np.stack([bench.baseline_embed_task(probe64, images[t], labels[t], t, 5, **TINY) for t in (0, 1)])
-    mine = embed_batch(probe64, images, labels, [0, 1], 5,
-                       Task2VecSettings.from_flat(method="faithful", engine=engine, **TINY)).numpy()
+    mine = embed_batch(probe64, images, labels, [0, 1], 5, *t2v("faithful", faithful=TINY, engine=engine)).numpy()
     assert mine.shape == (2, 9600) and mine.dtype == np.float64
     np.testing.assert_allclose(mine, base, rtol=1e-9, atol=1e-12 * np.abs(base).max())
 
@@ -220,7 +220,7 @@ def test_faithful_on_a_checkpoint_probe_equals_published_code_path_in_float64(tm
     labels = torch.arange(3).repeat_interleave(4).repeat(2, 1)
     base = np.stack([load_bench().baseline_embed_task(probe, images[t], labels[t], t, 5, **TINY) for t in (0, 1)])
     for engine in ("loop", "batched"):
-        mine = embed_batch(probe, images, labels, [0, 1], 5, Task2VecSettings.from_flat(method="faithful", engine=engine, **TINY))
+        mine = embed_batch(probe, images, labels, [0, 1], 5, *t2v("faithful", faithful=TINY, engine=engine))
         np.testing.assert_allclose(mine.numpy(), base, rtol=1e-9, atol=1e-12 * np.abs(base).max())
 
 
@@ -269,7 +269,7 @@ def test_cropped_convolution_is_the_same_convolution():
 
 
 def test_auto_engine_is_the_one_measured_faster():
-    from divcoeff.task2vec.embedding import faithful_engine
+    from divcoeff.task2vec.fisher_faithful import faithful_engine
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert faithful_engine("auto", cpu, 32) == "batched" and faithful_engine("auto", cpu, 84) == "loop"
@@ -281,9 +281,9 @@ def test_auto_engine_is_the_one_measured_faster():
 
 def test_task_embedding_does_not_depend_on_its_batch(probe, tiny_tasks):
     images, labels = tiny_tasks
-    s = Task2VecSettings.from_flat(method="exact", exact_head_epochs=1, epoch_images=64, batch_size=8, label_draws=2)
-    both = embed_batch(probe, images, labels, [10, 11], 5, s)
-    alone = embed_batch(probe, images[1:], labels[1:], [11], 5, s)
+    s = t2v("exact", faithful={"epoch_images": 64, "batch_size": 8}, exact={"head_epochs": 1, "label_draws": 2})
+    both = embed_batch(probe, images, labels, [10, 11], 5, *s)
+    alone = embed_batch(probe, images[1:], labels[1:], [11], 5, *s)
     torch.testing.assert_close(both[1], alone[0], rtol=1e-4, atol=1e-9)
 
 
@@ -295,10 +295,10 @@ def test_every_task_starts_from_the_same_head_so_equal_tasks_embed_equally(probe
     assert torch.equal(heads[0][0], heads[1][0]) and torch.equal(heads[0][1], heads[1][1])
     images, labels = tiny_tasks
     relabelled = (labels[:1] + 1) % 3
-    s = Task2VecSettings.from_flat(method="exact", exact_head_epochs=0, label_draws=0)
-    a = embed_batch(probe, images[:1], labels[:1], [0], 5, s)
-    b = embed_batch(probe, images[:1], relabelled, [9], 5, s)
-    other = embed_batch(probe, images[1:], labels[1:], [0], 5, s)
+    s = t2v("exact", exact={"head_epochs": 0, "label_draws": 0})
+    a = embed_batch(probe, images[:1], labels[:1], [0], 5, *s)
+    b = embed_batch(probe, images[:1], relabelled, [9], 5, *s)
+    other = embed_batch(probe, images[1:], labels[1:], [0], 5, *s)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=0.0)
     from divcoeff.diversity import normalized_cosine_distances
     d = normalized_cosine_distances(torch.cat([a, b, other]).numpy().astype(np.float64))
@@ -352,27 +352,53 @@ def test_exact_matches_per_sample_reference(probe, draws):
     g = torch.Generator().manual_seed(2)
     images = torch.rand(1, 6, 3, 32, 32, generator=g)
     labels = torch.tensor([[0, 0, 1, 1, 2, 2]])
-    s = Task2VecSettings.from_flat(method="exact", exact_head_epochs=0, label_draws=draws, chunk_size=4)
-    mine = embed_batch(probe, images, labels, [4], 9, s)[0]
+    s = t2v("exact", exact={"head_epochs": 0, "label_draws": draws}, exact_chunk_size=4)
+    mine = embed_batch(probe, images, labels, [4], 9, *s)[0]
     ref = reference_exact_fisher(probe, images[0], labels[0], 4, 9, draws=draws)
     torch.testing.assert_close(mine, ref, rtol=2e-4, atol=1e-7 * float(ref.abs().max()))
 
 
-def test_exact_fisher_settings_read_the_exact_head_epochs():
-    from divcoeff.task2vec.fisher_exact import ExactFisherSettings
+def test_exact_head_step_runs_diversity_exact_head_epochs_not_the_faithful_ones(probe, tiny_tasks, monkeypatch):
+    """The exact method's head step: diversity.exact.head_epochs, with faithful's images, batches and
+    optimiser; the chunk size is compute.diversity.exact_chunk_size."""
+    import divcoeff.task2vec.fisher_exact as fe
 
-    s = ExactFisherSettings.of(Task2VecSettings.from_flat(head_epochs=10, exact_head_epochs=0, label_draws=3, chunk_size=7,
-                                                epoch_images=640, batch_size=32, lr=1e-3, weight_decay=0.0))
-    assert s == ExactFisherSettings(head_epochs=0, epoch_images=640, batch_size=32, lr=1e-3, weight_decay=0.0,
-                                    label_draws=3, chunk_size=7)
+    seen = {}
+
+    def spy(feats, labels, w, b, gens, epochs, epoch_images, batch_size, lr, weight_decay):
+        seen.update(epochs=epochs, epoch_images=epoch_images, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
+        return w, b
+    monkeypatch.setattr(fe, "train_heads", spy)
+    chunks = []
+    real = fe.per_filter_sq_grads
+    monkeypatch.setattr(fe, "per_filter_sq_grads", lambda *a, chunk, **k: chunks.append(chunk) or real(*a, chunk=chunk, **k))
+    images, labels = tiny_tasks
+    s = t2v("exact", faithful={"head_epochs": 10, "epoch_images": 640, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0},
+            exact={"head_epochs": 3, "label_draws": 1}, exact_chunk_size=7)
+    embed_batch(probe, images[:1], labels[:1], [0], 1, *s)
+    assert seen == {"epochs": 3, "epoch_images": 640, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0}
+    assert chunks and set(chunks) == {7}
+
+
+def test_methods_registry_is_the_schemas_enum():
+    from divcoeff.settings import subschema
+    from divcoeff.task2vec import METHODS
+
+    assert sorted(METHODS) == sorted(subschema("diversity.method")["enum"])
+    import dataclasses
+
+    div, compute = t2v("exact")
+    with pytest.raises(ValueError, match="diversity.method: expected one of exact, faithful, got 'other'"):
+        embed_batch(None, torch.zeros(1, 2, 3, 4, 4), torch.zeros(1, 2), [0], 1,
+                    dataclasses.replace(div, method="other"), compute)
 
 
 def test_same_seed_same_embedding_other_seed_differs(probe, tiny_tasks):
     images, labels = tiny_tasks
-    s = Task2VecSettings.from_flat(method="exact", exact_head_epochs=1, epoch_images=64, batch_size=8, label_draws=1)
-    a = embed_batch(probe, images[:1], labels[:1], [0], 1, s)
-    b = embed_batch(probe, images[:1], labels[:1], [0], 1, s)
-    c = embed_batch(probe, images[:1], labels[:1], [0], 2, s)
+    s = t2v("exact", faithful={"epoch_images": 64, "batch_size": 8}, exact={"head_epochs": 1, "label_draws": 1})
+    a = embed_batch(probe, images[:1], labels[:1], [0], 1, *s)
+    b = embed_batch(probe, images[:1], labels[:1], [0], 1, *s)
+    c = embed_batch(probe, images[:1], labels[:1], [0], 2, *s)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -407,6 +433,5 @@ def test_checkpoint_probe_drops_head_and_embeds(tmp_path):
     assert not any("cls" in layer.name for layer in embedding_layout(probe.body))
     images = torch.rand(2, 6, 1, 16, 16)
     labels = torch.tensor([[0, 0, 1, 1, 2, 2]] * 2)
-    emb = embed_batch(probe, images, labels, [0, 1], 1, Task2VecSettings.from_flat(method="exact", exact_head_epochs=0,
-                                                                         label_draws=0))
+    emb = embed_batch(probe, images, labels, [0, 1], 1, *t2v("exact", exact={"head_epochs": 0, "label_draws": 0}))
     assert emb.shape == (2, 192) and torch.isfinite(emb).all() and (emb >= 0).all()

@@ -7,10 +7,11 @@
 - :mod:`.fisher_pass`: one forward/backward pass giving each task's batch gradient (distinct
   images with multiplicities, only the weight gradients the embedding needs);
 - :mod:`.fisher_exact`: the exact per-sample diagonal Fisher on the task's own images;
-- :mod:`.embedding`: ``embed_tasks`` / ``embed_batch``, the entry points.
+- :mod:`.embedding`: ``embed_tasks`` / ``embed_batch``, the entry points, and ``METHODS``, the
+  registry of ``diversity.method`` (each method's ``embed`` in its own module).
 """
-from divcoeff.task2vec.embedding import METHODS, Task2VecSettings, embed_batch, embed_tasks, task_streams
+from divcoeff.task2vec.embedding import METHODS, embed_batch, embed_tasks, task_streams
 from divcoeff.task2vec.trace import embedding_dim, embedding_layout
 
-__all__ = ["METHODS", "Task2VecSettings", "embed_batch", "embed_tasks", "embedding_dim", "embedding_layout",
+__all__ = ["METHODS", "embed_batch", "embed_tasks", "embedding_dim", "embedding_layout",
            "task_streams"]

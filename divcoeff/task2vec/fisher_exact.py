@@ -24,53 +24,37 @@ across tasks of one method but not between methods.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 
+from divcoeff.settings import DiversityCompute, DiversitySettings
 from divcoeff.task2vec.probes import Probe
 from divcoeff.task2vec.head import head_logits, sample_labels, train_heads
 from divcoeff.task2vec.trace import Layer, Trace, per_filter_sq_grads
 
-if TYPE_CHECKING:
-    from divcoeff.task2vec.embedding import Task2VecSettings
-
-
-@dataclass(frozen=True)
-class ExactFisherSettings:
-    """What the exact Fisher reads of the ``diversity`` settings (the head step's, and its own)."""
-
-    head_epochs: int
-    epoch_images: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    label_draws: int              # label draws per image; 0: the expectation over labels, exactly
-    chunk_size: int               # samples per per-sample-gradient block (memory bound)
-
-    @classmethod
-    def of(cls, settings: "Task2VecSettings") -> "ExactFisherSettings":
-        return cls(head_epochs=settings.exact_head_epochs, epoch_images=settings.epoch_images,
-                   batch_size=settings.batch_size, lr=settings.lr, weight_decay=settings.weight_decay,
-                   label_draws=settings.label_draws, chunk_size=settings.chunk_size)
+def embed(probe: Probe, layers: list[Layer], x: torch.Tensor, labels: torch.Tensor, w0: torch.Tensor,
+          b0: torch.Tensor, gens: dict, settings: DiversitySettings, compute: DiversityCompute) -> list[torch.Tensor]:
+    """Method ``exact`` (task2vec.embedding.METHODS); x (T, n, C, H, W) preprocessed, gens by stream."""
+    return exact_fisher(probe, layers, x, labels, w0, b0, gens["head_sampler"], gens["labels"], settings,
+                        compute.exact_chunk_size)
 
 
 def exact_fisher(probe: Probe, layers: list[Layer], images: torch.Tensor, labels: torch.Tensor,
                  weight: torch.Tensor, bias: torch.Tensor, head_sampler_gens, label_gens,
-                 settings: ExactFisherSettings) -> list[torch.Tensor]:
+                 settings: DiversitySettings, chunk_size: int) -> list[torch.Tensor]:
     """Train the heads and return the per-filter Fisher, a list over layers of (T, C_l).
 
     images (T, n, C, H, W) preprocessed; labels (T, n); weight/bias the initial heads;
-    head_sampler_gens / label_gens one generator per task."""
+    head_sampler_gens / label_gens one generator per task. The head step is the published one
+    (``diversity.faithful``'s images, batches and optimiser) for ``diversity.exact.head_epochs``;
+    chunk_size: samples per per-sample-gradient block (``compute.diversity.exact_chunk_size``)."""
     T, n = images.shape[:2]
     dev = images.device
-    label_draws, chunk_size = settings.label_draws, settings.chunk_size
+    f, label_draws = settings.faithful, settings.exact.label_draws
     with torch.enable_grad(), Trace(probe.body, layers, group_size=n, detach_stats=True, capture=True) as trace:
         feats = probe.body(images.reshape(T * n, *images.shape[2:])).view(T, n, -1)
-    w, b = train_heads(feats, labels, weight, bias, head_sampler_gens, settings.head_epochs, settings.epoch_images,
-                       settings.batch_size, settings.lr, settings.weight_decay)
+    w, b = train_heads(feats, labels, weight, bias, head_sampler_gens, settings.exact.head_epochs, f.epoch_images,
+                       f.batch_size, f.lr, f.weight_decay)
     logits = head_logits(feats, w, b)
     probs = F.softmax(logits.detach(), -1)
     acc = [images.new_zeros(T * n, layer.channels) for layer in layers]

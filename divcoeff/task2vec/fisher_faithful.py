@@ -44,10 +44,48 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from divcoeff.settings import DiversityCompute, DiversitySettings
 from divcoeff.task2vec.probes import Probe
 from divcoeff.task2vec.fisher_pass import FisherPass, RowGroups
-from divcoeff.task2vec.head import epoch_batches, sample_labels
+from divcoeff.task2vec.head import epoch_batches, sample_labels, train_heads
 from divcoeff.task2vec.trace import Layer, Trace
+
+
+# CPU inputs up to this size (px) run the faithful Fisher batched across tasks (see faithful_engine).
+CPU_BATCHED_MAX_SIZE = 32
+
+
+def faithful_engine(setting: str, device: torch.device, image_size: int) -> str:
+    """Which faithful Fisher engine to use: the setting, or for ``auto`` the one measured faster.
+
+    CPU, measured with bench/task2vec.py (1 thread, real glyph tasks, random ResNet-18, alternating
+    rounds, CPU seconds per task): at 32 px with 8 tasks per pass ``batched`` 4.24 vs ``loop``
+    4.91 s/task (40 batches per task; 19.5 vs 20.6 with 2 tasks and the full 156) - one pass of
+    ~380 distinct images keeps oneDNN's kernels busier than ~47 at a time on spatially tiny maps;
+    at 84 px with 4 tasks ``loop`` 7.96 vs ``batched`` 8.94 s/task (10 batches) - the maps are big
+    enough already, and one task's activations stay in cache. CUDA: ``batched``, not measured
+    here (no GPU in reach); bench/gpu.sh times both engines at 32 and 84 px."""
+    if setting in ("loop", "batched"):
+        return setting
+    if setting != "auto":
+        raise ValueError(f"diversity.faithful.engine: expected auto, loop or batched, got {setting!r}")
+    if device.type == "cpu" and image_size > CPU_BATCHED_MAX_SIZE:
+        return "loop"
+    return "batched"
+
+
+def embed(probe: Probe, layers: list[Layer], x: torch.Tensor, labels: torch.Tensor, w0: torch.Tensor,
+          b0: torch.Tensor, gens: dict, settings: DiversitySettings, compute: DiversityCompute) -> list[torch.Tensor]:
+    """Method ``faithful`` (task2vec.embedding.METHODS): the published head step on cached features,
+    then the Monte-Carlo Fisher; x (T, n, C, H, W) preprocessed, gens the tasks' generators by stream."""
+    f = settings.faithful
+    feats = cache_features(probe, layers, x, f.batch_size)
+    w, b = train_heads(feats, labels, w0, b0, gens["head_sampler"], f.head_epochs, f.epoch_images, f.batch_size,
+                       f.lr, f.weight_decay)
+    engine = faithful_engine(compute.engine, x.device, x.shape[-1])
+    return fisher_montecarlo(probe, layers, x, labels.to(x.device), w, b, gens["fisher_sampler"], gens["labels"],
+                             f.fisher_epochs, f.epoch_images, f.batch_size,
+                             tasks_per_pass=1 if engine == "loop" else len(x))
 
 
 def cache_features(probe: Probe, layers: list[Layer], images: torch.Tensor, batch_size: int) -> torch.Tensor:
