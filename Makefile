@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 # The glyph study renders the fonts the machine has. Installing more scripts needs root and apt;
 # without them the study runs, smaller, on what is there.
 fonts:
-	@bash scripts/install_fonts.sh config/glyph-fonts.txt
+	@bash setup/install_fonts.sh config/glyph-fonts.txt
 
 clean:
 	rm -rf results logs benchmarks .snakemake/metadata

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from divcoeff.fewshot.maml_eval import maml_logits  # noqa: E402
+from divcoeff.maml.evaluate import maml_logits  # noqa: E402
 from divcoeff.settings import MamlEvalSettings  # noqa: E402
 from divcoeff.models.resnet12 import ResNet12, bn_mode  # noqa: E402
 from figure import device_name, figure, pick_device, synchronize  # noqa: E402

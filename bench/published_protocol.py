@@ -7,7 +7,7 @@ A random RFS ResNet-12 (64-160-320-640, dropout 0.1) on synthetic 5-way 5-shot 1
 
 * PT features: clean = every distinct image once, eval mode, batched (divcoeff.fewshot.features);
   published = per episode, support then query in train() mode, seeded (divcoeff.fewshot.published).
-* MAML, 5 inner steps: clean = divcoeff.fewshot.maml_eval (eval-mode dropout, batch-statistics BN);
+* MAML, 5 inner steps: clean = divcoeff.maml.evaluate (eval-mode dropout, batch-statistics BN);
   published = per episode in train() mode with dropout, seeded.
 * Logistic regression on the published (unnormalised) features: ours (exact optimum, batched) vs
   sklearn LogisticRegression(C=1, lbfgs, max_iter=1000) per episode: time, largest probability gap,
@@ -35,7 +35,7 @@ from divcoeff.data.views import View, build_view, write_view  # noqa: E402
 from divcoeff.fewshot import published as pub  # noqa: E402
 from divcoeff.fewshot.features import compute_features, episode_positions, input_spec, load_inputs  # noqa: E402
 from divcoeff.fewshot.logreg import fit_logreg  # noqa: E402
-from divcoeff.fewshot.maml_eval import maml_logits  # noqa: E402
+from divcoeff.maml.evaluate import maml_logits  # noqa: E402
 from divcoeff.models.resnet12 import ResNet12  # noqa: E402
 from divcoeff.settings import MamlEvalSettings  # noqa: E402
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from divcoeff.data.episodes import sample_episodes  # noqa: E402
 from divcoeff.data.indexed import IndexedDataset  # noqa: E402
 from divcoeff.data.views import View, build_view, write_view  # noqa: E402
-from divcoeff.diversity import diversity_of_episodes, normalized_cosine_distances  # noqa: E402
+from divcoeff.task2vec.coefficient import diversity_of_episodes, normalized_cosine_distances  # noqa: E402
 from divcoeff.task2vec.probes import build_probe  # noqa: E402
 from divcoeff.seeding import derive_seed  # noqa: E402
 from divcoeff.settings import DiversitySettings, compute_settings  # noqa: E402

@@ -126,7 +126,7 @@ def synthetic_tasks(n_tasks: int, ways: int, per_class: int, size: int, seed: in
 def episode_tasks(view_tsv: str, episodes_json: str, n_tasks: int, size: int):
     from divcoeff.data.episodes import load_episodes
     from divcoeff.data.views import View
-    from divcoeff.diversity import task_images
+    from divcoeff.task2vec.coefficient import task_images
 
     view = View.load(view_tsv)
     eps = load_episodes(episodes_json, view)
@@ -139,7 +139,7 @@ def glyph_tasks(n_tasks: int, size: int, seed: int = 1):
     from divcoeff.data.episodes import sample_episodes
     from divcoeff.data.indexed import IndexedDataset
     from divcoeff.data.views import View, build_view, write_view
-    from divcoeff.diversity import task_images
+    from divcoeff.task2vec.coefficient import task_images
     from divcoeff.glyphs.build import render_benchmark
 
     spec = {"source": "glyphs", "image_size": 28, "font_dirs": ["/usr/share/fonts/truetype/dejavu"],

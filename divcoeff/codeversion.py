@@ -107,7 +107,7 @@ RULE_ENTRIES = {
     "build_view": ("divcoeff.data.views",),
     "sample_episodes": ("divcoeff.data.episodes",),
     "train_checkpoint": ("divcoeff.training.run",),
-    "diversity": ("divcoeff.diversity",),
+    "diversity": ("divcoeff.task2vec.coefficient",),
     "train_probe": ("divcoeff.training.probe",),
     "evaluate": ("divcoeff.fewshot", "divcoeff.checkpoints"),
     "summarize": ("divcoeff.report.summary",),

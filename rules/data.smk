@@ -38,7 +38,7 @@ rule montage:
     output:
         png=report(
             "results/figures/{benchmark}_montage.png",
-            caption="../report/montage.rst",
+            caption="captions/montage.rst",
             category="Data",
         ),
     log:

@@ -1,6 +1,6 @@
 # Report stage: the summary table (one row per checkpoint x evaluation method) and the scatter
 # plots of training-data diversity against few-shot performance, all captioned for
-# `snakemake --report` (report/*.rst). Light work: no benchmark files.
+# `snakemake --report` (rules/captions/*.rst). Light work: no benchmark files.
 
 REPORT = S.report
 # What the plots and the statistics depend on (the published table feeds only published_comparison).
@@ -22,7 +22,7 @@ rule summarize:
     output:
         tsv=report(
             "results/summary.tsv",
-            caption="../report/summary.rst",
+            caption="captions/summary.rst",
             category="Results",
             subcategory="Summary table",
             labels={"table": "summary.tsv"},
@@ -48,14 +48,14 @@ rule statistics:
     output:
         correlation=report(
             "results/correlation.tsv",
-            caption="../report/correlation.rst",
+            caption="captions/correlation.rst",
             category="Results",
             subcategory="Statistics",
             labels={"table": "correlation.tsv"},
         ),
         paired=report(
             "results/paired_comparison.tsv",
-            caption="../report/paired_comparison.rst",
+            caption="captions/paired_comparison.rst",
             category="Results",
             subcategory="Statistics",
             labels={"table": "paired_comparison.tsv"},
@@ -81,21 +81,21 @@ rule plot:
     output:
         png=report(
             "results/figures/diversity_vs_{metric}.png",
-            caption="../report/scatter.rst",
+            caption="captions/scatter.rst",
             category="Results",
             subcategory="Diversity vs {metric}",
             labels={"figure": "diversity vs {metric}", "format": "PNG"},
         ),
         pdf=report(
             "results/figures/diversity_vs_{metric}.pdf",
-            caption="../report/scatter.rst",
+            caption="captions/scatter.rst",
             category="Results",
             subcategory="Diversity vs {metric}",
             labels={"figure": "diversity vs {metric}", "format": "PDF"},
         ),
         svg=report(
             "results/figures/diversity_vs_{metric}.svg",
-            caption="../report/scatter.rst",
+            caption="captions/scatter.rst",
             category="Results",
             subcategory="Diversity vs {metric}",
             labels={"figure": "diversity vs {metric}", "format": "SVG"},
@@ -131,14 +131,14 @@ rule published_comparison:
     output:
         tsv=report(
             "results/published_vs_reproduced.tsv",
-            caption="../report/published.rst",
+            caption="captions/published.rst",
             category="Results",
             subcategory="Published vs reproduced",
             labels={"table": "published_vs_reproduced.tsv"},
         ),
         png=report(
             "results/figures/published_vs_reproduced.png",
-            caption="../report/published.rst",
+            caption="captions/published.rst",
             category="Results",
             subcategory="Published vs reproduced",
             labels={"figure": "published vs reproduced", "format": "PNG"},

@@ -7,7 +7,7 @@ from scipy import stats
 from scipy.spatial.distance import cosine
 
 from divcoeff.data.episodes import sample_episodes, write_episodes
-from divcoeff.diversity import (bootstrap_over_tasks, coefficient_summary, diversity_of_episodes,
+from divcoeff.task2vec.coefficient import (bootstrap_over_tasks, coefficient_summary, diversity_of_episodes,
                                 normalized_cosine_distances, run_diversity, t_interval_over_pairs, task_images,
                                 task_rows, upper_pairs, vendi_score)
 from divcoeff.task2vec.probes import torchvision_probe

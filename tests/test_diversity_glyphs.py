@@ -7,7 +7,7 @@ import pytest
 from divcoeff.data.episodes import sample_episodes
 from divcoeff.data.indexed import IndexedDataset
 from divcoeff.data.views import View, build_view, write_view
-from divcoeff.diversity import diversity_of_episodes, normalized_cosine_distances
+from divcoeff.task2vec.coefficient import diversity_of_episodes, normalized_cosine_distances
 from divcoeff.glyphs.build import render_benchmark
 from divcoeff.task2vec.probes import torchvision_probe
 from task2vec_settings import t2v

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divcoeff.fewshot.maml_eval import maml_logits
+from divcoeff.maml.evaluate import maml_logits
 from divcoeff.settings import MamlEvalSettings
 from divcoeff.models.resnet12 import ResNet12, bn_mode
 

@@ -1,4 +1,4 @@
-"""divcoeff.maml: the functional inner loop against a computation by hand, vmap vs loop, BN modes."""
+"""divcoeff.maml.inner: the functional inner loop against a computation by hand, vmap vs loop, BN modes."""
 import numpy as np
 import pytest
 import torch

@@ -300,7 +300,7 @@ def test_every_task_starts_from_the_same_head_so_equal_tasks_embed_equally(probe
     b = embed_batch(probe, images[:1], relabelled, [9], 5, *s)
     other = embed_batch(probe, images[1:], labels[1:], [0], 5, *s)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=0.0)
-    from divcoeff.diversity import normalized_cosine_distances
+    from divcoeff.task2vec.coefficient import normalized_cosine_distances
     d = normalized_cosine_distances(torch.cat([a, b, other]).numpy().astype(np.float64))
     assert d[0, 1] < 1e-6 and d[0, 2] > 1e-3
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from divcoeff.diversity import run_diversity
+from divcoeff.task2vec.coefficient import run_diversity
 from divcoeff.logs import log_to
 from divcoeff.settings import DiversityCompute, DiversitySettings
 

@@ -32,7 +32,7 @@ from divcoeff.fewshot.calibration import calibrated_loss, fit_scale, holdout_fol
 from divcoeff.fewshot.features import InputSpec, compute_features, episode_positions, input_spec, load_inputs
 from divcoeff.fewshot.logreg import fit_logreg
 from divcoeff.fewshot import published as pub
-from divcoeff.fewshot.maml_eval import maml_logits
+from divcoeff.maml.evaluate import maml_logits
 from divcoeff.fewshot.metrics import episode_metrics, summarize
 from divcoeff.fewshot.proto import proto_logits
 from divcoeff.io import atomic_path, atomic_write_json

@@ -1,6 +1,6 @@
 """MAML checkpoints: adapt the whole network on each episode's support set, predict its queries.
 
-The inner loop is :func:`divcoeff.maml.adapt_and_predict` (torch.func, batched over episodes:
+The inner loop is :func:`divcoeff.maml.inner.adapt_and_predict` (torch.func, batched over episodes:
 vmapped on a GPU, looped on a CPU where vmap's grouped convolutions are slower). This module
 feeds it chunks of episodes gathered from the images loaded once, moves each chunk to the
 device, and collects the logits. Settings follow learn2learn's test-time behaviour by
@@ -17,8 +17,8 @@ import logging
 import torch
 from tqdm import tqdm
 
-from divcoeff.fewshot.features import fast_layout
-from divcoeff.maml import adapt_and_predict
+from divcoeff.device import fast_layout
+from divcoeff.maml.inner import adapt_and_predict
 from divcoeff.settings import MamlEvalSettings
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def maml_logits(model: torch.nn.Module, images: torch.Tensor, support_pos: torch
     `images` (U, C, H, W): the preprocessed images, each once (CPU); `support_pos` (E, ways, shots)
     and `target_pos` (E, m): positions into `images`. Support labels are the class index w.
     `chunk_size` episodes are adapted at once (0: CPU_CHUNK on a CPU, measured on a GPU);
-    `vectorize` vmaps over them (None: divcoeff.maml's default, on CUDA only).
+    `vectorize` vmaps over them (None: divcoeff.maml.inner's default, on CUDA only).
     """
     device = torch.device(device)
     ways = support_pos.shape[1]

@@ -8,7 +8,9 @@
   images with multiplicities, only the weight gradients the embedding needs);
 - :mod:`.fisher_exact`: the exact per-sample diagonal Fisher on the task's own images;
 - :mod:`.embedding`: ``embed_tasks`` / ``embed_batch``, the entry points, and ``METHODS``, the
-  registry of ``diversity.method`` (each method's ``embed`` in its own module).
+  registry of ``diversity.method`` (each method's ``embed`` in its own module);
+- :mod:`.coefficient`: the diversity coefficient of a training set from its tasks' embeddings
+  (the rule ``diversity``'s library).
 """
 from divcoeff.task2vec.embedding import METHODS, embed_batch, embed_tasks, task_streams
 from divcoeff.task2vec.trace import embedding_dim, embedding_layout

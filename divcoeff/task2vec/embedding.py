@@ -51,7 +51,7 @@ def task_streams(seed: int, task_id: int, device: torch.device | str = "cpu", re
     per-task head init measured as a noise floor of ~0.085 on distances of ~0.095 between glyph
     tasks, which hid the differences between scripts."""
     # `replica` k > 0 redraws a task's own randomness (sampler, labels) with the probe and the shared
-    # head init held fixed: the measurement's noise floor (divcoeff.diversity).
+    # head init held fixed: the measurement's noise floor (divcoeff.task2vec.coefficient).
     key = (int(task_id),) if not replica else (int(task_id), "replica", int(replica))
     streams = {name: torch_generator(seed, "task2vec", *key, name) for name in STREAMS if name != "head_init"}
     return {"head_init": torch_generator(seed, "task2vec", "head_init"), **streams}
