@@ -99,3 +99,16 @@ def test_settings_from_config_section():
     # A compute key is not a result setting: it belongs to compute.evaluate.
     with pytest.raises(ConfigError, match="batch_size"):
         settings(batch_size=64)
+
+
+def test_protocols_and_pt_methods_are_registries_of_the_schemas_enums():
+    """A protocol or PT method is one registry line: the schema's enum and the registry name the same."""
+    from divcoeff.fewshot.evaluate import PT_METHODS
+    from divcoeff.fewshot.protocols import PROTOCOLS
+    from divcoeff.settings import subschema
+
+    assert sorted(PROTOCOLS) == sorted(subschema("evaluation.protocol")["enum"])
+    assert sorted(PT_METHODS) == sorted(subschema("evaluation.pt_methods")["items"]["enum"])
+    for name, protocol in PROTOCOLS.items():
+        assert protocol.normalisation in ("checkpoint", "dataset"), name
+        assert set(protocol.notes) == {*PT_METHODS, "maml"}, name

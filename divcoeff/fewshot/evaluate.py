@@ -1,22 +1,16 @@
-"""Evaluate one checkpoint on one episode file (docs/formats.md section 6), under one of two protocols.
+"""Evaluate one checkpoint on one episode file (docs/formats.md section 6), under one protocol.
 
-``clean`` (the default): PT checkpoints: features of every distinct image once, in eval mode,
-L2-normalised; per episode a multinomial logistic regression (solved for all episodes at once)
-and a nearest-class-mean classifier. MAML checkpoints: the whole network adapted on each
-episode's support set (BatchNorm as ``evaluation.maml.bn_mode`` says, no dropout). Nothing draws
-random numbers: given the episode file and the checkpoint, the results are fixed.
-
-``published``: what the authors' code does (divcoeff.fewshot.published): train() mode with
-dropout on, seeded per episode, support and query sets each their own batch, no L2
-normalisation, the dataset's input normalisation, the PT loss as sklearn's log_loss.
-
-Both: per-episode query accuracy and query loss, a temperature-calibrated loss (temperature
-fitted on support sets only), and MAML at each of ``evaluation.maml.inner_steps`` (methods
-``maml``, or ``maml<k>`` for a list).
+The protocol (``evaluation.protocol``, divcoeff.fewshot.protocols) says how the features and the
+adapted logits are computed and scored: ``clean`` (the default; eval mode, L2-normalised features,
+nothing random) or ``published`` (what the authors' code does). The loops are the same for all:
+PT checkpoints get each of ``evaluation.pt_methods`` (a multinomial logistic regression, solved
+for all episodes at once, and a nearest-class-mean classifier) on the protocol's features; MAML
+checkpoints are adapted at each of ``evaluation.maml.inner_steps`` (methods ``maml``, or
+``maml<k>`` for a list). Per episode: query accuracy and query loss, and a temperature-calibrated
+loss (temperature fitted on support sets only).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -29,56 +23,15 @@ import torch
 from divcoeff.data.episodes import Episodes
 from divcoeff.data.views import View
 from divcoeff.fewshot.calibration import calibrated_loss, fit_scale, holdout_folds, split_fold
-from divcoeff.fewshot.features import InputSpec, compute_features, episode_positions, input_spec, load_inputs
+from divcoeff.fewshot.features import InputSpec, input_spec
 from divcoeff.fewshot.logreg import fit_logreg
-from divcoeff.fewshot import published as pub
-from divcoeff.maml.evaluate import maml_logits
-from divcoeff.fewshot.metrics import episode_metrics, summarize
+from divcoeff.fewshot.metrics import summarize
 from divcoeff.fewshot.proto import proto_logits
+from divcoeff.fewshot.protocols import PROTOCOLS, Job, Protocol
 from divcoeff.io import atomic_path, atomic_write_json
 from divcoeff.settings import EvaluateCompute, EvaluationSettings, compute_settings
 
 log = logging.getLogger(__name__)
-
-PT_METHODS = ("logreg", "proto")
-
-NOTES = {
-    "logreg": (
-        "Multinomial logistic regression per episode on L2-normalised penultimate features, objective "
-        "sum CE + 1/(2C)||W||^2 (C={C}, bias unpenalised; the published sklearn lbfgs C=1 protocol, solved "
-        "exactly). 'loss' is that classifier's query cross-entropy: with C=1 on unit-norm features the "
-        "weights stay small and the loss sits near ln(ways) even at high accuracy, so it reflects the "
-        "regulariser and is NOT comparable with a MAML loss. 'loss_calibrated' rescales the logits by one "
-        "temperature per checkpoint fitted on out-of-fold support predictions (no query label used); "
-        "compare that one."),
-    "proto": (
-        "Nearest class mean on L2-normalised penultimate features, logits -||q - c||^2. 'loss' is bounded by "
-        "the unit-norm geometry and sits near ln(ways); read 'loss_calibrated' (temperature fitted on "
-        "out-of-fold support predictions, no query label used)."),
-    "maml": (
-        "Whole network adapted on each episode's support set ({steps} SGD steps, lr {lr}, "
-        "{order}, BatchNorm on {bn} statistics); 'loss' is the adapted network's own query cross-entropy, the "
-        "quantity MAML's meta-training minimises. 'loss_calibrated' rescales the logits by one temperature "
-        "fitted on out-of-fold support predictions (a held-out shot per class, the network adapted on the "
-        "others) of the first episodes (see 'calibration'); with BatchNorm on batch statistics those "
-        "held-out predictions are normalised over a batch of only `ways` images."),
-    "published_logreg": (
-        "Published protocol (REFERENCE section 7, ultimate-utils FitFinalLayer): the network in train() mode "
-        "(support and query sets each normalised by their own batch statistics in two forward passes; dropout and "
-        "DropBlock on, seeded per episode), features NOT L2-normalised, the dataset's input normalisation; "
-        "multinomial logistic regression, objective sum CE + 1/(2C)||W||^2 (C={C}; sklearn's lbfgs C=1 problem, "
-        "solved to its optimum); 'loss' is sklearn's log_loss of the query labels under predict_proba. "
-        "'loss_calibrated': the logits rescaled by one temperature fitted on out-of-fold support predictions."),
-    "published_proto": (
-        "Nearest class mean on the published protocol's train-mode, unnormalised features (see logreg); "
-        "logits -||q - c||^2, 'loss' their query cross-entropy; read 'loss_calibrated'."),
-    "published_maml": (
-        "Published protocol (REFERENCE section 7, ultimate-utils maml_meta_learner fast_adapt): the whole network in "
-        "train() mode (BatchNorm on the batch at hand, dropout and DropBlock on, seeded per episode) adapted on "
-        "the support set ({steps} SGD steps, lr {lr}), then the query set in one forward pass; the dataset's input "
-        "normalisation. 'loss' is the query cross-entropy. 'loss_calibrated' rescales the logits by one "
-        "temperature fitted on out-of-fold support predictions of the first episodes (see 'calibration')."),
-}
 
 
 @dataclass
@@ -105,29 +58,23 @@ def evaluate_checkpoint(ckpt: Any, view: View, episodes: Episodes, settings: Eva
                         name: str = "checkpoint", progress: bool = True, master_seed: int = 0) -> EvalResult:
     """Evaluate a loaded checkpoint (divcoeff.checkpoints.LoadedCheckpoint: model, family,
     preprocess) on `episodes` drawn from `view`. `compute` (batch and chunk sizes) changes only the
-    speed; None: the schema's defaults. `master_seed` seeds the published protocol's dropout."""
+    speed; None: the schema's defaults. `master_seed` seeds the random draws of a protocol that has
+    some (the published one's dropout)."""
     device = torch.device(device)
     compute = compute or compute_settings().evaluate
     model = ckpt.model
+    protocol = PROTOCOLS[settings.protocol]
     spec = input_spec(ckpt.preprocess, model.in_channels, view, resize=settings.resize_to_checkpoint, checkpoint=name,
-                      normalisation="dataset" if settings.published else "checkpoint")
+                      normalisation=protocol.normalisation)
     E, W, Q = episodes.query.shape
     query_y = torch.arange(W).repeat_interleave(Q).expand(E, -1).contiguous()
     log.info("%s (%s, %s protocol): %d episodes, %d-way %d-shot %d-query, on %s", name, ckpt.family, settings.protocol,
              E, W, episodes.shots, Q, device)
     if ckpt.family not in ("pt", "maml"):
         raise ValueError(f"{name}: unknown family {ckpt.family!r} (expected pt or maml)")
-    if settings.published:
-        seed_of = _published_seeds(master_seed, settings)
-        run = _published_pt if ckpt.family == "pt" else _published_maml
-        methods, seconds = run(model, view, spec, episodes, query_y, settings, seed_of, device, progress)
-    else:
-        rows = episodes.rows()
-        support_pos = episode_positions(rows, episodes.support)           # (E, W, K)
-        query_pos = episode_positions(rows, episodes.query).reshape(E, -1)
-        run = _evaluate_pt if ckpt.family == "pt" else _evaluate_maml
-        methods, seconds = run(model, view, rows, spec, support_pos, query_pos, query_y, settings, compute, device,
-                               progress)
+    job = Job(model, view, spec, episodes, query_y, settings, compute, device, progress, master_seed)
+    run = _evaluate_pt if ckpt.family == "pt" else _evaluate_maml
+    methods, seconds = run(protocol, job)
     return EvalResult(ckpt.family, methods, spec, str(device), seconds, settings.protocol)
 
 
@@ -141,36 +88,41 @@ def _logreg(C: float) -> Callable:
     return fit_predict
 
 
-def _evaluate_pt(model, view, rows, spec, support_pos, query_pos, query_y, settings: EvaluationSettings,
-                 compute: EvaluateCompute, device, progress):
-    t0 = time.perf_counter()
-    feats = compute_features(model, view, rows, spec, batch_size=compute.batch_size, device=device,
-                             progress=progress)
-    seconds = {"features": time.perf_counter() - t0}
-    support = feats[support_pos.to(device)]                           # (E, W, K, D)
-    query = feats[query_pos.to(device)]                               # (E, W*Q, D)
-    methods = {}
-    for method in settings.pt_methods:
-        t0 = time.perf_counter()
-        fit_predict = _pt_classifier(method, settings)
-        logits = fit_predict(support, query).cpu()
-        acc, loss = episode_metrics(logits, query_y)
-        cal, calib = _calibrate(lambda s, t, **_: fit_predict(s, t).cpu(), support, logits, query_y, settings,
-                                n_episodes=support.shape[0])
-        methods[method] = MethodResult(acc, loss, cal, _notes(method, calib, C=settings.logreg_C), calib)
-        seconds[method] = time.perf_counter() - t0
-    return methods, seconds
-
-
 def _proto(support: torch.Tensor, targets: torch.Tensor, **_) -> torch.Tensor:
     return proto_logits(support, targets)
+
+
+# evaluation.pt_methods -> fit_predict(support (E, W, K, D), targets (E, N, D)) -> logits (E, N, W),
+# built from the settings (the schema's enum = these keys).
+PT_METHODS: dict[str, Callable[[EvaluationSettings], Callable]] = {
+    "logreg": lambda settings: _logreg(settings.logreg_C),
+    "proto": lambda settings: _proto,
+}
 
 
 def _pt_classifier(method: str, settings: EvaluationSettings) -> Callable:
     """fit_predict(support (E, W, K, D), targets (E, N, D)) -> logits (E, N, W) for one PT method."""
     if method not in PT_METHODS:
         raise ValueError(f"evaluation.pt_methods: unknown method {method!r} (known: {', '.join(PT_METHODS)})")
-    return _logreg(settings.logreg_C) if method == "logreg" else _proto
+    return PT_METHODS[method](settings)
+
+
+def _evaluate_pt(protocol: Protocol, job: Job):
+    """Each PT method on the protocol's features, the temperature fitted on all episodes' supports."""
+    support, query, seconds = protocol.pt_features(job)
+    settings = job.settings
+    methods = {}
+    for method in settings.pt_methods:
+        t0 = time.perf_counter()
+        fit_predict = _pt_classifier(method, settings)
+        logits = fit_predict(support, query).cpu()
+        acc, loss = protocol.scores(method, logits, job.query_y)
+        cal, calib = _calibrate(lambda s, t, **_: fit_predict(s, t).cpu(), support, logits, job.query_y, settings,
+                                n_episodes=support.shape[0])
+        methods[method] = MethodResult(acc, loss, cal, _notes(protocol.notes[method], calib, C=settings.logreg_C),
+                                       calib)
+        seconds[method] = time.perf_counter() - t0
+    return methods, seconds
 
 
 def _calibrate(fit_predict: Callable, support, query_logits, query_y, settings: EvaluationSettings,
@@ -196,100 +148,32 @@ def _calibrate(fit_predict: Callable, support, query_logits, query_y, settings: 
 
 # ---------------------------------------------------------------------------------------- MAML
 
-def _evaluate_maml(model, view, rows, spec, support_pos, query_pos, query_y, settings: EvaluationSettings,
-                   compute: EvaluateCompute, device, progress):
-    t0 = time.perf_counter()
-    images = load_inputs(view, rows, spec)
-    seconds = {"inputs": time.perf_counter() - t0}
-    chunk = compute.maml_chunk_size
+def _evaluate_maml(protocol: Protocol, job: Job):
+    """Each inner step count, adapted as the protocol says; the temperature from the first episodes."""
+    support, query, maml_logits, seconds = protocol.maml(job)
+    m = job.settings.maml
     methods = {}
-    for method, steps in settings.maml.methods().items():
-        m = dataclasses.replace(settings.maml, inner_steps=steps)
+    for method, steps in m.methods().items():
         t0 = time.perf_counter()
-        logits = maml_logits(model, images, support_pos, query_pos, m, chunk_size=chunk, device=device,
-                             progress=progress, desc=method)
-        acc, loss = episode_metrics(logits, query_y)
+        logits = maml_logits(support, query, steps, (method,), method)
+        acc, loss = protocol.scores("maml", logits, job.query_y)
         seconds[method] = time.perf_counter() - t0
         t0 = time.perf_counter()
 
-        def fit_predict(train_pos, held_pos, m=m, **_):
-            return maml_logits(model, images, train_pos, held_pos, m, chunk_size=chunk, device=device,
-                               progress=progress, desc=f"{method} calibration")
+        def fit_predict(train, held, fold=0, steps=steps, method=method):
+            return maml_logits(train, held, steps, (method, "calibration-fold", fold), f"{method} calibration")
 
-        cal, calib = _calibrate(fit_predict, support_pos, logits, query_y, settings,
-                                n_episodes=settings.maml.calibration_episodes)
+        cal, calib = _calibrate(fit_predict, support, logits, job.query_y, job.settings,
+                                n_episodes=m.calibration_episodes)
         seconds[f"{method}_calibration"] = time.perf_counter() - t0
-        notes = _notes("maml", calib, steps=steps, lr=m.inner_lr, bn=m.bn_mode,
+        notes = _notes(protocol.notes["maml"], calib, steps=steps, lr=m.inner_lr, bn=m.bn_mode,
                        order="first-order" if m.first_order else "second-order")
         methods[method] = MethodResult(acc, loss, cal, notes, calib)
     return methods, seconds
 
 
-# ----------------------------------------------------------------------------------- published
-
-def _published_seeds(master_seed: int, settings: EvaluationSettings) -> Callable:
-    """seed_of(key)(e): the dropout stream of episode e for one method (and calibration fold)."""
-    def for_key(*key):
-        return lambda e: pub.episode_seed(master_seed, settings.dropout_seed, key, e)
-    return for_key
-
-
-def _published_pt(model, view, spec, episodes: Episodes, query_y, settings: EvaluationSettings, seed_of, device,
-                  progress):
-    t0 = time.perf_counter()
-    E, W, _ = episodes.support.shape
-    support, query = pub.train_mode_features(model, view, spec, episodes.support, episodes.query.reshape(E, -1),
-                                             seed_of("pt-features"), device=device, progress=progress)
-    seconds = {"features": time.perf_counter() - t0}
-    methods = {}
-    for method in settings.pt_methods:
-        t0 = time.perf_counter()
-        fit_predict = _pt_classifier(method, settings)
-        logits = fit_predict(support, query).cpu()
-        acc = pub.accuracy(logits, query_y)
-        # logreg: sklearn's log_loss of predict_proba (the published loss); proto: its cross-entropy.
-        loss = pub.log_loss(logits, query_y) if method == "logreg" else pub.query_cross_entropy(logits, query_y)
-        cal, calib = _calibrate(lambda s, t, **_: fit_predict(s, t).cpu(), support, logits, query_y, settings,
-                                n_episodes=E)
-        methods[method] = MethodResult(acc, loss, cal, _notes(f"published_{method}", calib, C=settings.logreg_C),
-                                       calib)
-        seconds[method] = time.perf_counter() - t0
-    return methods, seconds
-
-
-def _published_maml(model, view, spec, episodes: Episodes, query_y, settings: EvaluationSettings, seed_of, device,
-                    progress):
-    E = episodes.n_episodes
-    support_rows, query_rows = episodes.support, episodes.query.reshape(E, -1)
-    m = settings.maml
-    methods, seconds = {}, {}
-    for method, steps in m.methods().items():
-        t0 = time.perf_counter()
-
-        def run(train_rows, target_rows, key, desc, steps=steps):
-            return pub.train_mode_maml_logits(model, view, spec, np.asarray(train_rows), np.asarray(target_rows),
-                                              steps=steps, inner_lr=m.inner_lr, first_order=m.first_order,
-                                              seed_of=seed_of(*key), device=device, progress=progress, desc=desc)
-
-        logits = run(support_rows, query_rows, (method,), method)
-        acc = pub.accuracy(logits, query_y)
-        loss = pub.query_cross_entropy(logits, query_y)
-        seconds[method] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-
-        def fit_predict(train_rows, held_rows, fold=0, run=run, method=method):
-            return run(train_rows, held_rows, (method, "calibration-fold", fold), f"{method} calibration")
-
-        cal, calib = _calibrate(fit_predict, support_rows, logits, query_y, settings,
-                                n_episodes=m.calibration_episodes)
-        seconds[f"{method}_calibration"] = time.perf_counter() - t0
-        methods[method] = MethodResult(acc, loss, cal, _notes("published_maml", calib, steps=steps, lr=m.inner_lr),
-                                       calib)
-    return methods, seconds
-
-
-def _notes(method: str, calib: dict, **values) -> str:
-    text = NOTES[method].format(**values)
+def _notes(template: str, calib: dict, **values) -> str:
+    text = template.format(**values)
     if not calib.get("fitted"):
         text += f" Here 'loss_calibrated' was not computed: {calib.get('why')}."
     return text
