@@ -130,7 +130,7 @@ def test_degenerate_designs_give_nan_with_a_reason():
                                    rng=np.random.default_rng(0))
     assert three.ok and 60 < three.n_boot - three.n_boot_slope < 140
     with pytest.raises(ValueError, match="coefficient differs between the checkpoints of training set 'a'"):
-        hierarchical_bootstrap([0.1, 0.2, 0.3, 0.4], [1, 2, 3, 4], list("aabc"))
+        hierarchical_bootstrap([0.1, 0.2, 0.3, 0.4], [1, 2, 3, 4], list("aabc"), n_boot=100)
 
 
 def _points(levels, xs):

@@ -211,7 +211,7 @@ def _constant(values: np.ndarray) -> bool:
     return float(np.ptp(values)) <= 1e-12 * (float(np.abs(values).max()) + 1e-300)
 
 
-def hierarchical_bootstrap(x, y, groups, *, n_boot: int = 2000, rng: np.random.Generator | None = None,
+def hierarchical_bootstrap(x, y, groups, *, n_boot: int, rng: np.random.Generator | None = None,
                            level: float = LEVEL) -> HierarchicalFit:
     """Pearson r and OLS slope of y on x over all points, CIs by the two-stage percentile bootstrap.
 
@@ -321,7 +321,7 @@ def correlation_row(family: str, metric: str, fit: HierarchicalFit, n_boot: int)
 
 
 def correlation_table(summary: pd.DataFrame, *, metrics: Sequence[str] = TABLE_METRICS, pt_method: str = "logreg",
-                      n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+                      n_boot: int, seed: int = 0) -> pd.DataFrame:
     """results/correlation.tsv: one row per family x metric over the trained checkpoints (controls
     excluded). A family without values for a metric (e.g. no calibrated loss) gets a NaN row
     with a note rather than no row."""

@@ -119,7 +119,7 @@ def _level_weights(sizes: np.ndarray, n_boot: int, rng: np.random.Generator) -> 
 
 
 def paired_bootstrap(low, high, *, groups_low: Sequence | None = None, groups_high: Sequence | None = None,
-                     n_boot: int = 2000, rng: np.random.Generator | None = None,
+                     n_boot: int, rng: np.random.Generator | None = None,
                      level: float = LEVEL) -> PairedDifference:
     """Percentile bootstrap of the mean per-episode difference, resampling each level's training
     sets (`groups_*`: the training set of each row; None: every checkpoint its own), their
@@ -235,7 +235,7 @@ def paired_seed(seed: int, family: str, metric: str) -> int:
 
 def paired_comparison_table(summary: pd.DataFrame, arrays: Mapping[str, Mapping[str, np.ndarray]], *,
                             metrics: Sequence[str] = TABLE_METRICS, pt_method: str = "logreg",
-                            n_boot: int = 2000, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+                            n_boot: int, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
     """results/paired_comparison.tsv: per family x metric, the t row and the bootstrap row comparing
     the family's most and least diverse level (levels of `design.level_order` over the trained
     checkpoints of all families, so every family compares the same two levels). Controls and

@@ -208,7 +208,7 @@ def _noise_floor(points: pd.DataFrame) -> tuple[float, float, bool]:
 
 
 def scatter_plot(summary: pd.DataFrame, metric: str, *, pt_method: str = "logreg", x_ci: str = "bootstrap",
-                 n_boot: int = 2000, seed: int = 0, correlations: pd.DataFrame | None = None) -> ScatterPlot:
+                 n_boot: int, seed: int = 0, correlations: pd.DataFrame | None = None) -> ScatterPlot:
     """Draw diversity vs `metric` (accuracy | loss | loss_calibrated) from a summary table.
 
     `seed`, `n_boot`, `pt_method`: as for `design.correlation_table`, so the statistics printed
@@ -330,7 +330,7 @@ def scatter_plot(summary: pd.DataFrame, metric: str, *, pt_method: str = "logreg
     return ScatterPlot(fig, ax, metric, families, drawn_floor)
 
 
-def save_figure(fig: plt.Figure, paths: Mapping[str, str | Path], dpi: int = 200) -> None:
+def save_figure(fig: plt.Figure, paths: Mapping[str, str | Path], dpi: int) -> None:
     """Write the figure in each format (png/pdf/svg -> path) atomically and reproducibly.
 
     The formats' timestamps are left out and SVG ids are salted with a constant, so the same

@@ -135,7 +135,7 @@ def write_comparison(table: pd.DataFrame, path: str | Path) -> None:
         table.to_csv(tmp, sep="\t", index=False, na_rep="", float_format="%.6g")
 
 
-def comparison_figure(table: pd.DataFrame, *, dpi: int = 200):
+def comparison_figure(table: pd.DataFrame, *, dpi: int):
     """Ours against published, one panel per quantity, each point with both intervals; y = x dashed."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), constrained_layout=True)
     for ax, what in zip(axes, WHAT):

@@ -96,7 +96,7 @@ def _coef_rows(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
     raise ValueError(f"unknown correlation method {method!r} (pearson or spearman)")
 
 
-def correlation(x, y, method: str = "pearson", *, n_boot: int = 2000,
+def correlation(x, y, method: str = "pearson", *, n_boot: int,
                 rng: np.random.Generator | None = None, level: float = 0.95) -> Correlation:
     """Pearson or Spearman coefficient of the finite (x, y) pairs with a percentile-bootstrap CI.
 
