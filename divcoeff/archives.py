@@ -73,7 +73,7 @@ class ExtractionLimits:
         """From the config's `fetch:` section (archive_max_bytes, archive_max_ratio); the schema's
         defaults where absent."""
         s = fetch_settings(settings)
-        return cls(max_bytes=int(s["archive_max_bytes"]), max_ratio=float(s["archive_max_ratio"]))
+        return cls(max_bytes=int(s.archive_max_bytes), max_ratio=float(s.archive_max_ratio))
 
     def cap(self, archive_size: int) -> tuple[int, str]:
         """(bytes allowed for an archive of this size, which setting sets it)."""

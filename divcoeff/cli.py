@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     z = sub.add_parser("list-zenodo", help="sheet rows for the checkpoint files of a Zenodo record")
     z.add_argument("record", help="record id, e.g. 8247898")
-    zenodo_url = fetch_settings()["zenodo_url"]
+    zenodo_url = fetch_settings().zenodo_url
     z.add_argument("--base-url", default=zenodo_url, help=f"Zenodo (or mirror) base URL (default {zenodo_url})")
     _common(z)
     h = sub.add_parser("list-hf", help="sheet rows for the checkpoint files of a Hugging Face Hub model repo")

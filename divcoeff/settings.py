@@ -508,6 +508,31 @@ def compute_settings(compute: Mapping | None = None, where: str = "config comput
                               for stage, kind in kinds.items()})
 
 
+# ------------------------------------------------------------------------------------ fetch
+
+@dataclass(frozen=True)
+class FetchSettings(Settings):
+    """``fetch:`` how files are downloaded and unpacked (retries, Zenodo's pace, the Hub, archive
+    caps), never what: a fetched file is defined by its checksum."""
+
+    SECTION = "fetch"
+
+    zenodo_url: str
+    retries: int
+    timeout_s: float
+    backoff_s: float
+    max_backoff_s: float
+    hf_endpoint: str | None
+    hf_cache: str | None
+    contact: str | None
+    zenodo_pace: tuple                  # ({requests, window_s}, ...), read-only mappings
+    zenodo_token_pace: tuple
+    zenodo_pace_file: str | None
+    zenodo_max_wait_s: float
+    archive_max_bytes: int
+    archive_max_ratio: float
+
+
 # ------------------------------------------------------------------------------------ workflow
 
 @dataclass(frozen=True)
@@ -523,7 +548,7 @@ class WorkflowSettings:
     evaluation: EvaluationSettings
     report: ReportSettings
     compute: ComputeSettings
-    fetch: types.MappingProxyType
+    fetch: FetchSettings
     own_test: OwnTestSettings
 
 
@@ -539,13 +564,13 @@ def workflow_settings(config: Mapping, where: str = "config") -> WorkflowSetting
         evaluation=EvaluationSettings.from_config(c["evaluation"], f"{where}: evaluation"),
         report=ReportSettings.from_config(c["report"], f"{where}: report"),
         compute=compute_settings(c["compute"], f"{where}: compute"),
-        fetch=types.MappingProxyType(canonical(c["fetch"])),
+        fetch=FetchSettings.from_config(c["fetch"], f"{where}: fetch"),
         own_test=OwnTestSettings.from_config(c["own_test"], f"{where}: own_test"))
 
 
-def fetch_settings(values: Mapping | None = None, where: str = "config fetch") -> dict:
-    """The ``fetch:`` section with the schema's defaults (a library caller may pass a partial one)."""
-    return complete("fetch", values, where)
+def fetch_settings(values: "FetchSettings | Mapping | None" = None, where: str = "config fetch") -> FetchSettings:
+    """The ``fetch:`` settings: as given, or built from a (partial) mapping with the schema's defaults."""
+    return values if isinstance(values, FetchSettings) else FetchSettings.from_config(values, where)
 
 
 def benchmark_spec(spec: Mapping, where: str = "config benchmarks") -> dict:

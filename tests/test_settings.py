@@ -9,7 +9,8 @@ from divcoeff import settings as st
 from divcoeff.codeversion import code_version, module_closure
 from divcoeff.config import ConfigError
 
-SECTIONS = [st.TrainSettings, st.DiversitySettings, st.EvaluationSettings, st.ReportSettings, st.OwnTestSettings]
+SECTIONS = [st.TrainSettings, st.DiversitySettings, st.EvaluationSettings, st.ReportSettings, st.OwnTestSettings,
+            st.FetchSettings]
 
 
 def all_settings_classes(cls):

@@ -6,6 +6,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from divcoeff.fetch import fetch, provenance_path, redact
 from divcoeff.logs import log_to
+from divcoeff.settings import fetch_settings
 
 with log_to(snakemake.log[0]) as log:
     w = snakemake.wildcards
@@ -20,4 +21,4 @@ with log_to(snakemake.log[0]) as log:
     # Settings come from the config, not params: retries and timeouts do not change the file, so
     # they stay out of the between-workflow cache key.
     fetch(snakemake.params.source, entry["uri"], out.file, entry["checksum"] or None,
-          settings=snakemake.config["fetch"])
+          settings=fetch_settings(snakemake.config["fetch"]))

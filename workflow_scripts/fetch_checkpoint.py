@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from divcoeff.config import expand_sheet, load_sheet, sheet_path
 from divcoeff.fetch import fetch, provenance_path, redact
 from divcoeff.logs import log_to
+from divcoeff.settings import fetch_settings
 
 WORKFLOW = Path(snakemake.scriptdir).parent
 
@@ -27,4 +28,4 @@ with log_to(snakemake.log[0]) as log:
     log.info("checkpoint %s: %s %s", name, p.source, redact(uri))
     # The fetch settings come from the config, not from params: retries and timeouts do not
     # change the file, so they stay out of the between-workflow cache key.
-    fetch(p.source, uri, out.checkpoint, p.checksum or None, settings=config["fetch"])
+    fetch(p.source, uri, out.checkpoint, p.checksum or None, settings=fetch_settings(config["fetch"]))

@@ -8,11 +8,12 @@ from divcoeff.archives import set_default_limits
 from divcoeff.io import read_json
 from divcoeff.logs import log_to
 from divcoeff.readers import read_benchmark
+from divcoeff.settings import fetch_settings
 
 with log_to(snakemake.log[0]) as log:
     # The config's caps on what an archive may expand to (fetch.archive_max_*): they decide only
     # whether a file is refused, so they are read here rather than passed as a rerun trigger.
-    set_default_limits(snakemake.config["fetch"])
+    set_default_limits(fetch_settings(snakemake.config["fetch"]))
     names = list(snakemake.params.names)
     files = dict(zip(names, snakemake.input.files))
     provenance = dict(zip(names, (read_json(p) for p in snakemake.input.provenance)))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import atomic_path
+from ..settings import FetchSettings, fetch_settings
 from .checksums import Checksum, git_blob_sha1, hash_file, verify
 from .errors import ChecksumError, FetchError
 from .http import RETRY_STATUS, HttpSettings
@@ -48,16 +49,14 @@ def parse_uri(uri: str) -> tuple[str, str, str]:
     return m.group("repo"), m.group("path"), m.group("rev")
 
 
-def endpoint(settings: dict | None = None) -> str:
-    """settings['hf_endpoint'], else $HF_ENDPOINT, else huggingface.co (read now, not at import)."""
-    s = settings or {}
-    return (s.get("hf_endpoint") or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+def endpoint(settings: FetchSettings | dict | None = None) -> str:
+    """fetch.hf_endpoint, else $HF_ENDPOINT, else huggingface.co (read now, not at import)."""
+    return (fetch_settings(settings).hf_endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
-def cache_dir(settings: dict | None = None) -> str | None:
-    """settings['hf_cache'], else $HF_HUB_CACHE, else huggingface_hub's default."""
-    s = settings or {}
-    return s.get("hf_cache") or os.environ.get("HF_HUB_CACHE") or None
+def cache_dir(settings: FetchSettings | dict | None = None) -> str | None:
+    """fetch.hf_cache, else $HF_HUB_CACHE, else huggingface_hub's default."""
+    return fetch_settings(settings).hf_cache or os.environ.get("HF_HUB_CACHE") or None
 
 
 def _token() -> str | None:
@@ -77,7 +76,7 @@ def _transient_errors() -> tuple:
     return httpx2.ConnectError, httpx2.TimeoutException, httpx2.RemoteProtocolError
 
 
-def _download_to_cache(repo_id: str, path: str, revision: str, settings: dict, what: str) -> str:
+def _download_to_cache(repo_id: str, path: str, revision: str, settings: FetchSettings, what: str) -> str:
     """hf_hub_download with our retries around its own; not-found errors named plainly."""
     # Imported here: huggingface_hub takes a second to import and only this source needs it.
     from huggingface_hub import hf_hub_download
@@ -141,7 +140,7 @@ def _cache_identity(cached: str) -> tuple[str | None, str | None]:
     return commit, etag
 
 
-def fetch_hf(uri: str, dest: Path, expected: Checksum | None, settings: dict) -> dict:
+def fetch_hf(uri: str, dest: Path, expected: Checksum | None, settings: FetchSettings) -> dict:
     from huggingface_hub import hf_hub_url
 
     repo_id, path, revision = parse_uri(uri)
@@ -191,7 +190,7 @@ def fetch_hf(uri: str, dest: Path, expected: Checksum | None, settings: dict) ->
     }
 
 
-def list_repo_files(repo_id: str, revision: str = "main", settings: dict | None = None) -> tuple[str, list]:
+def list_repo_files(repo_id: str, revision: str = "main", settings: FetchSettings | dict | None = None) -> tuple[str, list]:
     """(commit the revision resolves to, [HubFile]) of a model repo, via /api/models/<repo>/revision/<rev>."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError

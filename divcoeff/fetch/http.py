@@ -37,7 +37,7 @@ from .. import __version__
 from .checksums import Checksum, hash_file, verify
 from .errors import ChecksumError, FetchError
 from .pace import Pacer
-from ..settings import fetch_settings
+from ..settings import FetchSettings, fetch_settings
 from .redact import redact
 
 log = logging.getLogger("divcoeff.fetch")
@@ -57,9 +57,9 @@ class HttpSettings:
     max_backoff_s: float
 
     @classmethod
-    def from_settings(cls, settings: dict | None) -> "HttpSettings":
+    def from_settings(cls, settings: FetchSettings | dict | None) -> "HttpSettings":
         s = fetch_settings(settings)
-        return cls(**{k: s[k] for k in ("retries", "timeout_s", "backoff_s", "max_backoff_s")})
+        return cls(retries=s.retries, timeout_s=s.timeout_s, backoff_s=s.backoff_s, max_backoff_s=s.max_backoff_s)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         wait = self.backoff_s * 2 ** attempt

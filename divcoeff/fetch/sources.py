@@ -26,13 +26,13 @@ from .http import HttpSettings, download, session
 from .provenance import make_provenance, provenance_path, write_provenance
 from .redact import redact, redact_obj, register_url_secrets
 from .zenodo import fetch_zenodo
-from ..settings import fetch_settings
+from ..settings import FetchSettings, fetch_settings
 
 log = logging.getLogger("divcoeff.fetch")
 _URL = re.compile(r"^https?://\S+$")
 
 
-def fetch_url(uri: str, dest: Path, expected: Checksum | None, settings: dict) -> dict:
+def fetch_url(uri: str, dest: Path, expected: Checksum | None, settings: FetchSettings) -> dict:
     what = f"URL {redact(uri)}"
     if not _URL.match(uri):
         raise FetchError(f"url {uri!r}: expected an http:// or https:// URL")
@@ -40,12 +40,12 @@ def fetch_url(uri: str, dest: Path, expected: Checksum | None, settings: dict) -
         raise FetchError(f"{what}: a checksum (md5:... or sha256:...) is required for source 'url'; "
                          "without one nothing says the bytes are the right ones")
     result = download(uri, dest, what=what, settings=HttpSettings.from_settings(settings),
-                      expected=[("the checkpoint sheet", expected)], http=session(settings.get("contact")))
+                      expected=[("the checkpoint sheet", expected)], http=session(settings.contact))
     return {"url": result.url, "size": result.size, "sha256": result.sha256, "md5": result.md5,
             "verified": result.verified, "attempts": result.attempts}
 
 
-def fetch_file(uri: str, dest: Path, expected: Checksum | None, settings: dict) -> dict:
+def fetch_file(uri: str, dest: Path, expected: Checksum | None, settings: FetchSettings) -> dict:
     src = Path(os.path.expanduser(uri)).resolve()
     what = f"local file {uri!r}"
     if not src.is_file():
@@ -64,7 +64,7 @@ HANDLERS = {"zenodo": fetch_zenodo, "hf": fetch_hf, "url": fetch_url, "file": fe
 
 
 def fetch(source: str, uri: str, dest: str | os.PathLike, checksum: str | None = None, *,
-          settings: dict | None = None) -> dict:
+          settings: FetchSettings | dict | None = None) -> dict:
     """Download or copy `uri` to `dest` atomically, verify it, write `<dest>.provenance.json`, return that record.
 
     `checksum` is `md5:<hex>` or `sha256:<hex>` (or empty); `settings` is the config's `fetch:`

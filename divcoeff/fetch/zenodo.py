@@ -27,7 +27,7 @@ from .errors import FetchError
 from .http import Download, HttpSettings, download, get_json, session
 from .pace import Pacer, windows_from
 from .redact import register_secret
-from ..settings import fetch_settings
+from ..settings import FetchSettings, fetch_settings
 
 log = logging.getLogger("divcoeff.fetch")
 
@@ -45,17 +45,17 @@ class ZenodoClient:
     zenodo_max_wait_s, contact. $ZENODO_TOKEN is read when the client is made.
     """
 
-    def __init__(self, settings: dict | None = None):
+    def __init__(self, settings: FetchSettings | dict | None = None):
         s = fetch_settings(settings)
-        self.base_url = s["zenodo_url"].rstrip("/")
+        self.base_url = s.zenodo_url.rstrip("/")
         self.http_settings = HttpSettings.from_settings(s)
         self._token = os.environ.get(TOKEN_ENV) or None
         register_secret(self._token)
         key = "zenodo_token_pace" if self._token else "zenodo_pace"
-        windows = windows_from(s[key], f"fetch.{key}")
-        self.pacer = Pacer(f"Zenodo ({self.base_url})", windows, s["zenodo_pace_file"],
-                           max_wait_s=float(s["zenodo_max_wait_s"]))
-        self.session = session(s["contact"])
+        windows = windows_from(getattr(s, key), f"fetch.{key}")
+        self.pacer = Pacer(f"Zenodo ({self.base_url})", windows, s.zenodo_pace_file,
+                           max_wait_s=float(s.zenodo_max_wait_s))
+        self.session = session(s.contact)
         self._host = urlsplit(self.base_url).netloc.lower()
 
     @property
@@ -142,7 +142,7 @@ def _file(entry: dict, api_url: str, record_id: str) -> ZenodoFile:
     return ZenodoFile(key=key, size=size, md5=md5, url=url)
 
 
-def get_record(record_id: str, settings: dict | None = None, what: str | None = None,
+def get_record(record_id: str, settings: FetchSettings | dict | None = None, what: str | None = None,
                client: ZenodoClient | None = None) -> ZenodoRecord:
     """The record's metadata and file list; a missing record raises FetchError naming it (and `what`)."""
     client = client or ZenodoClient(settings)
@@ -168,7 +168,7 @@ def get_record(record_id: str, settings: dict | None = None, what: str | None = 
                         api_url=api_url, files=files)
 
 
-def fetch_zenodo(uri: str, dest: Path, expected: Checksum | None, settings: dict) -> dict:
+def fetch_zenodo(uri: str, dest: Path, expected: Checksum | None, settings: FetchSettings) -> dict:
     """Download one file of a record to `dest`, checking the record's md5 (and the sheet's checksum)."""
     record_id, key = parse_uri(uri)
     what = f"Zenodo record {record_id}, file {key!r}"
