@@ -4,6 +4,9 @@
 # Glyph benchmarks are rendered by rules/data.smk instead; the wildcard constraints keep the two apart.
 
 
+include: "helpers/benchmarks.smk"
+
+
 localrules:
     fetch_benchmark_file,
 

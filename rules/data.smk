@@ -2,6 +2,9 @@
 # -> persisted episode files. Every later stage reads episodes from these files.
 
 
+include: "helpers/data.smk"
+
+
 # A picture, not compute: on a cluster it runs on the login node.
 localrules:
     montage,
@@ -101,9 +104,10 @@ rule sample_episodes:
         "../workflow_scripts/sample_episodes.py"
 
 
-ALL_TARGETS.extend(expand("results/figures/{b}_montage.png", b=GLYPH_BENCHMARKS))
-ALL_TARGETS.append(eval_episodes_file())
-ALL_TARGETS.extend(
-    eval_episodes_file(own_test_settings(t)) for t in OWN_TEST_VIEWS.values()
+# This stage's final targets (rule all).
+DATA_ALL = (
+    expand("results/figures/{b}_montage.png", b=GLYPH_BENCHMARKS)
+    + [eval_episodes_file()]
+    + [eval_episodes_file(own_test_settings(t)) for t in OWN_TEST_VIEWS.values()]
+    + [diversity_episodes_file(t) for t in TRAIN_SETS]
 )
-ALL_TARGETS.extend(diversity_episodes_file(t) for t in TRAIN_SETS)

@@ -2,6 +2,9 @@
 # per checkpoint), from its persisted diversity episodes, on the probe the config names.
 
 
+include: "helpers/diversity.smk"
+
+
 # The probe the workflow pretrains itself (diversity.probe.weights: pool): one file, cached like
 # any output, reused by every training set's coefficient.
 rule train_probe:
@@ -57,4 +60,5 @@ rule diversity:
         "../workflow_scripts/diversity.py"
 
 
-ALL_TARGETS.extend(expand("results/diversity/{t}.json", t=DIVERSITY_TARGETS))
+# This stage's final targets (rule all).
+DIVERSITY_ALL = expand("results/diversity/{t}.json", t=DIVERSITY_TARGETS)

@@ -5,6 +5,9 @@
 # profile, e.g. profiles/slurm); CPU-only machines run as is.
 
 
+include: "helpers/evaluate.smk"
+
+
 rule evaluate:
     input:
         unpack(evaluate_inputs),
@@ -33,4 +36,5 @@ rule evaluate:
         "../workflow_scripts/evaluate.py"
 
 
-ALL_TARGETS.extend(expand("results/eval/{target}.json", target=EVAL_TARGETS))
+# This stage's final targets (rule all).
+EVALUATE_ALL = expand("results/eval/{target}.json", target=EVAL_TARGETS)

@@ -4,6 +4,9 @@
 # the login node, which has the network. Eligible for `--cache`: the same row gives the same file.
 
 
+include: "helpers/fetch.smk"
+
+
 localrules:
     fetch_checkpoint,
 
@@ -31,4 +34,5 @@ rule fetch_checkpoint:
         "../workflow_scripts/fetch_checkpoint.py"
 
 
-ALL_TARGETS.extend(f"resources/checkpoints/{n}.pt" for n in FETCHED_CHECKPOINTS)
+# This stage's final targets (rule all).
+FETCH_ALL = [f"resources/checkpoints/{n}.pt" for n in FETCHED_CHECKPOINTS]

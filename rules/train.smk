@@ -6,6 +6,9 @@
 # GPU: profiles give this rule `resources: gpu=1`; without a GPU it runs on the CPU.
 
 
+include: "helpers/train.smk"
+
+
 rule train_checkpoint:
     input:
         unpack(train_view_files),
@@ -42,4 +45,4 @@ rule train_checkpoint:
 
 # The evaluate stage consumes these; listed here too so that the train stage alone builds them
 # (harmless once evaluation depends on them).
-ALL_TARGETS.extend(f"results/checkpoints/{n}.pt" for n in TRAINED_CHECKPOINTS)
+TRAIN_ALL = [f"results/checkpoints/{n}.pt" for n in TRAINED_CHECKPOINTS]
