@@ -7,14 +7,17 @@ from divcoeff.codeversion import ROOT, _imports
 LOW_LEVEL = ["divcoeff.io", "divcoeff.seeding", "divcoeff.config", "divcoeff.settings", "divcoeff.images"]
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(annotations: bool = False) -> dict[str, set[str]]:
+    """module -> the divcoeff modules it imports; with `annotations`, also those imported for type
+    annotations only (under ``if TYPE_CHECKING:``)."""
     graph = {}
     for path in ROOT.rglob("*.py"):
         rel = path.relative_to(ROOT.parent).with_suffix("")
         parts = list(rel.parts)
         is_package = parts[-1] == "__init__"
         name = ".".join(parts[:-1] if is_package else parts)
-        found = _imports(_without_type_checking(ast.parse(path.read_text())), name, is_package)
+        tree = ast.parse(path.read_text())
+        found = _imports(tree if annotations else _without_type_checking(tree), name, is_package)
         # `from divcoeff.x import y` names divcoeff.x.y, which is a module only if it exists
         graph[name] = {m for m in found if m != name and (_exists(m))}
     return graph
@@ -59,6 +62,21 @@ def test_no_import_cycle_among_modules():
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+def test_no_two_modules_import_each_other_not_even_for_annotations():
+    """Two modules that need each other are one module in two files: whoever reads one must read the
+    other. An import for annotations only counts too (task2vec.embedding and fisher_exact once
+    imported each other that way, the settings of one declared again in the other). A package's
+    __init__ handing on its own modules is not such a pair."""
+    graph = import_graph(annotations=True)
+
+    def nested(a, b):
+        return a.startswith(b + ".") or b.startswith(a + ".")
+
+    pairs = sorted({tuple(sorted((a, b))) for a, deps in graph.items() for b in deps
+                    if a in graph.get(b, ()) and not nested(a, b)})
+    assert not pairs, f"modules that import each other: {pairs}"
 
 
 def test_the_lowest_layers_import_no_stage():
