@@ -35,14 +35,15 @@ NOTES = {
 }
 
 
-def _positions(job: Job):
+def positions(job: Job):
+    """(the episodes' distinct view rows, sorted; support (E, W, K) and query (E, W*Q) positions among them)."""
     E = job.episodes.n_episodes
     rows = job.episodes.rows()
     return rows, episode_positions(rows, job.episodes.support), episode_positions(rows, job.episodes.query).reshape(E, -1)
 
 
 def pt_features(job: Job):
-    rows, support_pos, query_pos = _positions(job)
+    rows, support_pos, query_pos = positions(job)
     t0 = time.perf_counter()
     feats = compute_features(job.model, job.view, rows, job.spec, batch_size=job.compute.batch_size,
                              device=job.device, progress=job.progress)
@@ -52,7 +53,7 @@ def pt_features(job: Job):
 
 def maml(job: Job):
     """Positions into the images, loaded once; the adaptation of divcoeff.maml.evaluate."""
-    rows, support_pos, query_pos = _positions(job)
+    rows, support_pos, query_pos = positions(job)
     t0 = time.perf_counter()
     images = load_inputs(job.view, rows, job.spec)
     seconds = {"inputs": time.perf_counter() - t0}
