@@ -183,3 +183,14 @@ def test_every_rule_names_library_entries_that_exist():
         assert all(e in closure for e in entries), (rule, entries)
     versions = rule_code_versions()
     assert len(set(versions.values())) == len(versions)  # each rule's closure is its own
+
+
+def test_fetch_settings_are_typed_and_take_the_schemas_defaults(repo):
+    schema = yaml.safe_load((repo / "config/schemas/config.schema.yaml").read_text())["properties"]["fetch"]
+    f = st.fetch_settings({"retries": 0, "contact": "mailto:a@b.c"})
+    assert isinstance(f, st.FetchSettings) and (f.retries, f.contact) == (0, "mailto:a@b.c")
+    assert f.zenodo_url == schema["properties"]["zenodo_url"]["default"]
+    assert [dict(w) for w in f.zenodo_pace] == schema["properties"]["zenodo_pace"]["default"]
+    assert st.fetch_settings(f) is f
+    with pytest.raises(ConfigError, match="retries"):
+        st.fetch_settings({"retries": -1})
