@@ -111,9 +111,9 @@ def test_catalog_settings_claim_what_the_workflow_supports(repo):
     for key in ("apptainer", "apptainer+conda", "singularity", "singularity+conda"):
         assert deploy.get(key, False) == has_image, f"{key}: claimed {deploy.get(key)}, container image {has_image}"
     # report: rules mark outputs for `snakemake --report`, with captions that exist.
-    captions = re.findall(r'caption="\.\./(report/[\w.-]+)"', text)
+    captions = re.findall(r'caption="(captions/[\w.-]+)"', text)  # relative to rules/
     assert usage["report"] == bool(captions)
-    assert all((repo / c).is_file() for c in captions), captions
+    assert all((repo / "rules" / c).is_file() for c in captions), captions
 
 
 def test_config_readme_documents_every_sheet_column_and_config_key(repo):
