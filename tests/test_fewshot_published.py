@@ -125,6 +125,49 @@ def test_dropblock_follows_rfs_schedule_from_the_episode_index():
     assert {m.num_batches_tracked for m in net.modules() if hasattr(m, "drop_block")} == {39}
 
 
+def l2l_clone(module):
+    """What learn2learn's ``clone_module`` does to a module's state (L: learn2learn/utils/__init__.py,
+    line 110): a new object whose ``__dict__`` is a copy of the original's (plain attributes such as
+    the DropBlock counter included), its submodules cloned the same way, parameters shared."""
+    clone = module.__new__(type(module))
+    clone.__dict__ = module.__dict__.copy()
+    clone._parameters = clone._parameters.copy()
+    clone._buffers = clone._buffers.copy()
+    clone._modules = {k: l2l_clone(m) for k, m in module._modules.items()}
+    return clone
+
+
+def test_maml_episodes_each_start_from_the_base_models_dropblock_counter(setup):
+    """learn2learn adapts a clone per task: every episode starts where the base model's counter is,
+    however many episodes came before, and the base model's counter does not move."""
+    view, eps = setup
+    net = model("maml", drop_rate=0.3)
+    pub.set_forward_count(net, 30000)  # late in RFS's schedule: keep rate 0.775, DropBlock drops a lot
+    spec = input_spec(PRE16, 1, view, normalisation="dataset")
+    E, steps = eps.n_episodes, 2
+    ours = pub.train_mode_maml_logits(net, view, spec, eps.support, eps.query.reshape(E, -1), steps=steps,
+                                      inner_lr=0.05, first_order=True, seed_of=seeds(key=("maml2",)),
+                                      progress=False)
+    assert {m.num_batches_tracked for m in net.modules() if hasattr(m, "drop_block")} == {30000}
+    sy = torch.arange(5).repeat_interleave(3).unsqueeze(0)
+    for e in (0, E - 1):
+        sx, qx = inputs(view, eps.support[e]).unsqueeze(0), inputs(view, eps.query[e]).unsqueeze(0)
+        with pub.seeded(seeds(key=("maml2",))(e), torch.device("cpu")), torch.no_grad():
+            learner = l2l_clone(net).train()
+            with pub.bn_mode(learner, "batch"):
+                logits = adapt_and_predict(learner, sx, sy, qx, steps=steps, inner_lr=0.05, bn_mode="batch",
+                                           vectorize=False)
+        torch.testing.assert_close(ours[e], logits[0], rtol=1e-4, atol=1e-4)
+        assert {m.num_batches_tracked for m in learner.modules() if hasattr(m, "drop_block")} == {30000 + steps + 1}
+    # the counter matters here: a clone starting from 0 draws other DropBlock masks
+    with pub.seeded(seeds(key=("maml2",))(0), torch.device("cpu")), torch.no_grad():
+        fresh = l2l_clone(net).train()
+        pub.set_forward_count(fresh, 0)
+        sx, qx = inputs(view, eps.support[0]).unsqueeze(0), inputs(view, eps.query[0]).unsqueeze(0)
+        other = adapt_and_predict(fresh, sx, sy, qx, steps=steps, inner_lr=0.05, bn_mode="batch", vectorize=False)
+    assert not torch.allclose(ours[0], other[0], atol=1e-3)
+
+
 def test_logistic_regression_matches_sklearn_on_unnormalised_train_mode_features(setup):
     view, eps = setup
     net = model("pt", drop_rate=0.1)
@@ -188,10 +231,9 @@ def test_published_maml_reports_each_inner_step_count_in_train_mode(setup):
     sx, qx = inputs(view, eps.support[e]).unsqueeze(0), inputs(view, eps.query[e]).unsqueeze(0)
     sy = torch.arange(5).repeat_interleave(3).unsqueeze(0)
     with pub.seeded(pub.episode_seed(3, 61, ("maml3",), e), torch.device("cpu")), torch.no_grad():
-        pub.set_forward_count(net, e * (steps + 1))
-        net.train()
-        logits = adapt_and_predict(net, sx, sy, qx, steps=steps, inner_lr=0.05, bn_mode="batch", vectorize=False)
-        net.eval()
+        learner = l2l_clone(net).train()  # a fresh clone per task: the base model's DropBlock counter
+        logits = adapt_and_predict(learner, sx, sy, qx, steps=steps, inner_lr=0.05, bn_mode="batch",
+                                   vectorize=False)
     qy = torch.arange(5).repeat_interleave(2).unsqueeze(0)
     assert res.methods["maml3"].accuracy[e] == pytest.approx(pub.accuracy(logits, qy)[0])
     assert res.methods["maml3"].loss[e] == pytest.approx(pub.query_cross_entropy(logits, qy)[0], rel=1e-5)
