@@ -185,3 +185,12 @@ def test_bad_benchmark_entries_are_refused_naming_the_field(paper, change, messa
     config["benchmarks"]["mini-imagenet"].update(change)
     with pytest.raises(ConfigError, match=rf"benchmarks\.mini-imagenet.*{message}"):
         validate_config(config, SCHEMA, "paper")
+
+
+def test_every_slurm_command_skips_the_workflow_profile():
+    """profiles/slurm must run with --workflow-profile none (its header says why): every SLURM command
+    the paper study documents says so."""
+    docs = [REPO / "docs/published-study.md", REPO / "config/paper/README.md", PAPER]
+    commands = [(p.name, line) for p in docs for line in p.read_text().splitlines() if "--profile profiles/slurm" in line]
+    assert len(commands) >= 3
+    assert [c for c in commands if "--workflow-profile none" not in c[1]] == []
