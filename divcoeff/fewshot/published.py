@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from divcoeff.data.views import View
-from divcoeff.fewshot.features import InputSpec, fast_layout, load_inputs
+from divcoeff.fewshot.features import InputSpec, cpu_input_layout, fast_layout, load_inputs
 from divcoeff.maml import adapt_and_predict
 from divcoeff.models.resnet12 import BasicBlock, bn_mode
 from divcoeff.seeding import derive_seed
@@ -122,7 +122,7 @@ def train_mode_features(model: torch.nn.Module, view: View, spec: InputSpec, sup
     `support_rows` (E, W, K), `query_rows` (E, m) view rows; `seed_of(e)` the episode's seed.
     Returns float32 (E, W, K, D) and (E, m, D) on `device`."""
     device = torch.device(device)
-    fast_layout(model.to(device), device)
+    fast_layout(model.to(device), device, batch_stats=True)  # train-mode BN: contiguous, accurate to rounding
     E, W, K = support_rows.shape
     sup, qry = [], []
     with train_mode(model), tqdm(total=E, desc="features (train mode)", unit="episode", disable=not progress) as bar:
@@ -154,7 +154,7 @@ def train_mode_maml_logits(model: torch.nn.Module, view: View, spec: InputSpec, 
     if model.num_classes != ways:
         raise ValueError(f"MAML evaluation: the checkpoint's head has {model.num_classes} outputs but the "
                          f"episodes are {ways}-way; a MAML checkpoint is evaluated with its own N-way head")
-    fast_layout(model.to(device), device)
+    fast_layout(model.to(device), device, batch_stats=True)  # train-mode BN: contiguous, accurate to rounding
     labels = torch.arange(ways, device=device).repeat_interleave(shots).unsqueeze(0)
     out = []
     base_counts = forward_counts(model)  # what every clone starts from (learn2learn copies __dict__)
@@ -177,7 +177,7 @@ def train_mode_maml_logits(model: torch.nn.Module, view: View, spec: InputSpec, 
 
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
+    return cpu_input_layout(x, batch_stats=True) if device.type == "cpu" else x
 
 
 def log_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = LOG_LOSS_EPS) -> np.ndarray:
