@@ -34,6 +34,7 @@ from divcoeff.fewshot.logreg import fit_logreg
 from divcoeff.fewshot import published as pub
 from divcoeff.fewshot.maml_eval import maml_logits
 from divcoeff.fewshot.metrics import episode_metrics, summarize
+from divcoeff.fewshot.pixels import augmentation_for, wrapped_benchmarks
 from divcoeff.fewshot.proto import proto_logits
 from divcoeff.io import atomic_path, atomic_write_json
 from divcoeff.settings import EvaluateCompute, EvaluationSettings, compute_settings
@@ -111,6 +112,7 @@ def evaluate_checkpoint(ckpt: Any, view: View, episodes: Episodes, settings: Eva
     model = ckpt.model
     spec = input_spec(ckpt.preprocess, model.in_channels, view, resize=settings.resize_to_checkpoint, checkpoint=name,
                       normalisation="dataset" if settings.published else "checkpoint")
+    spec = _with_training_pixels(spec, ckpt, view, settings, name)
     E, W, Q = episodes.query.shape
     query_y = torch.arange(W).repeat_interleave(Q).expand(E, -1).contiguous()
     log.info("%s (%s, %s protocol): %d episodes, %d-way %d-shot %d-query, on %s", name, ckpt.family, settings.protocol,
@@ -129,6 +131,17 @@ def evaluate_checkpoint(ckpt: Any, view: View, episodes: Episodes, settings: Eva
         methods, seconds = run(model, view, rows, spec, support_pos, query_pos, query_y, settings, compute, device,
                                progress)
     return EvalResult(ckpt.family, methods, spec, str(device), seconds, settings.protocol)
+
+
+def _with_training_pixels(spec: InputSpec, ckpt: Any, view: View, settings: EvaluationSettings,
+                          name: str) -> InputSpec:
+    """MiniImageNet pixels as the checkpoint was trained on them (divcoeff.fewshot.pixels)."""
+    augmentation, where = augmentation_for(name, getattr(ckpt, "meta", None), settings.data_augmentation)
+    wrapped = wrapped_benchmarks(view, augmentation)
+    if augmentation is not None or wrapped:
+        log.info("%s: data_augmentation %r (%s): %s", name, augmentation, where,
+                 f"pixels of {', '.join(wrapped)} wrapped to (256 - p) mod 256" if wrapped else "pixels as stored")
+    return dataclasses.replace(spec, wrapped=wrapped) if wrapped else spec
 
 
 # ------------------------------------------------------------------------------------------ PT
