@@ -81,7 +81,7 @@ def test_inputs_as_published_reach_the_episodes_and_the_probe(paper_run):
 def test_published_numbers_side_by_side_and_the_plots(paper_run):
     run, _ = paper_run
     table = pd.read_csv(run / "results/published_vs_reproduced.tsv", sep="\t", keep_default_na=False)
-    comp = table[table["status"] == "compared"]
+    comp = table[table["status"] == "compared"].astype({"ours": float, "published": float, "difference": float})
     got = sorted(zip(comp["what"], comp["train_set"], comp["probe_or_method"], comp["checkpoint"]))
     assert got == sorted([("accuracy", "mini-imagenet", "pt", "usl-mini-imagenet"),
                           ("accuracy", "cifar-fs", "pt", "usl-cifar-fs"),
