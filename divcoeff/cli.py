@@ -5,6 +5,9 @@ the full file key as uri (several files may be called ckpt.pt) and the checksum;
 train_set come from the key where it shows them and are FILL-IN where it does not (the sheet
 refuses that value until someone fills it). A summary and the rows to fill in go to stderr, so
 that `python -m divcoeff list-zenodo 8247898 --no-header >> config/checkpoints.tsv` appends rows only.
+`list-zenodo --members` also lists the checkpoint files inside the record's zip/tar archives (each
+downloaded once to a temporary folder): uri `<record>/<archive key>#<member path>`, checksum the
+member's md5 (divcoeff.fetch.zenodo_members).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import argparse
 import sys
 
 from .fetch.errors import FetchError
-from .fetch.listing import CHECKPOINT_EXTENSIONS, UNKNOWN, hf_rows, to_tsv, zenodo_rows
+from .fetch.listing import CHECKPOINT_EXTENSIONS, UNKNOWN, hf_rows, to_tsv, zenodo_member_rows, zenodo_rows
 from .settings import fetch_settings
 
 
@@ -37,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
     z.add_argument("record", help="record id, e.g. 8247898")
     zenodo_url = fetch_settings().zenodo_url
     z.add_argument("--base-url", default=zenodo_url, help=f"Zenodo (or mirror) base URL (default {zenodo_url})")
+    z.add_argument("--members", action="store_true",
+                   help="also list the checkpoint files inside the record's zip/tar archives (downloads each "
+                        "archive to a temporary folder; rows point inside it: <record>/<archive key>#<member>)")
     _common(z)
     h = sub.add_parser("list-hf", help="sheet rows for the checkpoint files of a Hugging Face Hub model repo")
     h.add_argument("repo", help="repo id, <namespace>/<name>")
@@ -55,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list-zenodo":
             rows, info = zenodo_rows(args.record, {**settings, "zenodo_url": args.base_url}, **keep)
+            if args.members:
+                inside, members = zenodo_member_rows(args.record, {**settings, "zenodo_url": args.base_url}, **keep)
+                rows += inside
+                info = {**info, "n_rows": len(rows), "sizes": info["sizes"] + members["sizes"]}
+                print(f"# {members['n_archives']} archive(s), {sum(s or 0 for s in members['archive_sizes']) / 1e6:.1f}"
+                      f" MB, hold {members['n_rows']} checkpoint file(s)", file=sys.stderr)
+                for key, why in members["skipped"].items():
+                    print(f"# archive {key!r} not read: {why}", file=sys.stderr)
         else:
             rows, info = hf_rows(args.repo, args.revision, {**settings, "hf_endpoint": args.endpoint}, **keep)
     except FetchError as e:

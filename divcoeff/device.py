@@ -36,9 +36,17 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(int(n))
 
 
-def fast_layout(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def fast_layout(model: torch.nn.Module, device: torch.device, *, batch_stats: bool = False) -> torch.nn.Module:
     """Channels-last weights on a CPU (oneDNN's convolutions run ~20% faster on them for these
-    small ResNet-12s); converts `model` in place, results equal to float rounding."""
+    small ResNet-12s) where that is exact to float rounding: BatchNorm on running statistics.
+    With batch statistics (`batch_stats`: train-mode BN, the published protocol, MAML's default)
+    torch's CPU kernel for channels-last float32 is less accurate (docs/published-study.md), so the
+    model is kept contiguous (NCHW). Converts `model` in place."""
     if device.type == "cpu":
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.contiguous_format if batch_stats else torch.channels_last)
     return model
+
+
+def cpu_input_layout(x: torch.Tensor, *, batch_stats: bool = False) -> torch.Tensor:
+    """A CPU batch in the layout :func:`fast_layout` gives the weights."""
+    return x.contiguous(memory_format=torch.contiguous_format if batch_stats else torch.channels_last)

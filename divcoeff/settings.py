@@ -374,6 +374,7 @@ class EvaluationSettings(Settings):
     protocol: str
     dropout_seed: int
     normalisation: types.MappingProxyType
+    data_augmentation: types.MappingProxyType
     maml: MamlEvalSettings
 
     # What each family's evaluation reads; the rest of the section does not change its results.
@@ -388,9 +389,11 @@ class EvaluationSettings(Settings):
 
     def for_family(self, family: str) -> dict:
         """The settings one family's evaluation depends on: a PT job's params do not change when a MAML
-        setting does, and the other way round (as a rerun trigger, exactly what it affects)."""
+        setting does, and the other way round (as a rerun trigger, exactly what it affects).
+        ``data_augmentation`` only where set (it names checkpoints; empty, it changes nothing)."""
         d = self.as_dict()
-        return {k: d[k] for k in self._COMMON + self._FAMILY[family]}
+        out = {k: d[k] for k in self._COMMON + self._FAMILY[family]}
+        return {**out, "data_augmentation": d["data_augmentation"]} if d["data_augmentation"] else out
 
     def view_spec(self) -> dict:
         """The held-out view's spec, in the form of a train set's (build_view)."""

@@ -1,6 +1,8 @@
 """The published evaluation protocol (evaluation.protocol: published) against what the authors' code does
 (REFERENCE section 7): sklearn's LogisticRegression on train-mode, unnormalised features of the support and
 query sets forwarded separately; MAML in train mode with dropout on, per inner-step count; seeded dropout."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -125,6 +127,49 @@ def test_dropblock_follows_rfs_schedule_from_the_episode_index():
     assert {m.num_batches_tracked for m in net.modules() if hasattr(m, "drop_block")} == {39}
 
 
+def l2l_clone(module):
+    """What learn2learn's ``clone_module`` does to a module's state (L: learn2learn/utils/__init__.py,
+    line 110): a new object whose ``__dict__`` is a copy of the original's (plain attributes such as
+    the DropBlock counter included), its submodules cloned the same way, parameters shared."""
+    clone = module.__new__(type(module))
+    clone.__dict__ = module.__dict__.copy()
+    clone._parameters = clone._parameters.copy()
+    clone._buffers = clone._buffers.copy()
+    clone._modules = {k: l2l_clone(m) for k, m in module._modules.items()}
+    return clone
+
+
+def test_maml_episodes_each_start_from_the_base_models_dropblock_counter(setup):
+    """learn2learn adapts a clone per task: every episode starts where the base model's counter is,
+    however many episodes came before, and the base model's counter does not move."""
+    view, eps = setup
+    net = model("maml", drop_rate=0.3)
+    pub.set_forward_count(net, 30000)  # late in RFS's schedule: keep rate 0.775, DropBlock drops a lot
+    spec = input_spec(PRE16, 1, view, normalisation="dataset")
+    E, steps = eps.n_episodes, 2
+    ours = pub.train_mode_maml_logits(net, view, spec, eps.support, eps.query.reshape(E, -1), steps=steps,
+                                      inner_lr=0.05, first_order=True, seed_of=seeds(key=("maml2",)),
+                                      progress=False)
+    assert {m.num_batches_tracked for m in net.modules() if hasattr(m, "drop_block")} == {30000}
+    sy = torch.arange(5).repeat_interleave(3).unsqueeze(0)
+    for e in (0, E - 1):
+        sx, qx = inputs(view, eps.support[e]).unsqueeze(0), inputs(view, eps.query[e]).unsqueeze(0)
+        with pub.seeded(seeds(key=("maml2",))(e), torch.device("cpu")), torch.no_grad():
+            learner = l2l_clone(net).train()
+            with pub.bn_mode(learner, "batch"):
+                logits = adapt_and_predict(learner, sx, sy, qx, steps=steps, inner_lr=0.05, bn_mode="batch",
+                                           vectorize=False)
+        torch.testing.assert_close(ours[e], logits[0], rtol=1e-4, atol=1e-4)
+        assert {m.num_batches_tracked for m in learner.modules() if hasattr(m, "drop_block")} == {30000 + steps + 1}
+    # the counter matters here: a clone starting from 0 draws other DropBlock masks
+    with pub.seeded(seeds(key=("maml2",))(0), torch.device("cpu")), torch.no_grad():
+        fresh = l2l_clone(net).train()
+        pub.set_forward_count(fresh, 0)
+        sx, qx = inputs(view, eps.support[0]).unsqueeze(0), inputs(view, eps.query[0]).unsqueeze(0)
+        other = adapt_and_predict(fresh, sx, sy, qx, steps=steps, inner_lr=0.05, bn_mode="batch", vectorize=False)
+    assert not torch.allclose(ours[0], other[0], atol=1e-3)
+
+
 def test_logistic_regression_matches_sklearn_on_unnormalised_train_mode_features(setup):
     view, eps = setup
     net = model("pt", drop_rate=0.1)
@@ -188,13 +233,86 @@ def test_published_maml_reports_each_inner_step_count_in_train_mode(setup):
     sx, qx = inputs(view, eps.support[e]).unsqueeze(0), inputs(view, eps.query[e]).unsqueeze(0)
     sy = torch.arange(5).repeat_interleave(3).unsqueeze(0)
     with pub.seeded(pub.episode_seed(3, 61, ("maml3",), e), torch.device("cpu")), torch.no_grad():
-        pub.set_forward_count(net, e * (steps + 1))
-        net.train()
-        logits = adapt_and_predict(net, sx, sy, qx, steps=steps, inner_lr=0.05, bn_mode="batch", vectorize=False)
-        net.eval()
+        learner = l2l_clone(net).train()  # a fresh clone per task: the base model's DropBlock counter
+        logits = adapt_and_predict(learner, sx, sy, qx, steps=steps, inner_lr=0.05, bn_mode="batch",
+                                   vectorize=False)
     qy = torch.arange(5).repeat_interleave(2).unsqueeze(0)
     assert res.methods["maml3"].accuracy[e] == pytest.approx(pub.accuracy(logits, qy)[0])
     assert res.methods["maml3"].loss[e] == pytest.approx(pub.query_cross_entropy(logits, qy)[0], rel=1e-5)
     # the same network in eval mode (the clean protocol) gives other numbers
     clean = evaluate_checkpoint(Ckpt(net, "maml", PRE16), view, eps, settings(protocol="clean"), progress=False)
     assert not np.allclose(clean.methods["maml3"].loss, res.methods["maml3"].loss)
+
+
+
+def bn_input_layouts(net):
+    """Records, for every BatchNorm call, its input's layout: nchw, nhwc (channels-last), or either
+    (a 1x1 map is both)."""
+    seen = []
+
+    def layout(x):
+        nchw, nhwc = x.is_contiguous(), x.is_contiguous(memory_format=torch.channels_last)
+        return "either" if nchw and nhwc else "nchw" if nchw else "nhwc" if nhwc else "strided"
+
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.register_forward_pre_hook(lambda mod, args: seen.append(layout(args[0])))
+    return seen
+
+
+def test_batch_statistics_run_contiguous_on_cpu_and_running_statistics_channels_last(setup):
+    """Channels-last only where it is exact to rounding: torch's CPU BatchNorm on channels-last float32
+    with batch statistics errs ~10x more than on NCHW (up to 3e-3 per layer on real checkpoints,
+    docs/published-study.md), so every train-mode path feeds BatchNorm NCHW tensors."""
+    from divcoeff.maml.evaluate import maml_logits
+    from divcoeff.settings import MamlEvalSettings
+    view, eps = setup
+    E = eps.n_episodes
+    spec = input_spec(PRE16, 1, view, normalisation="dataset")
+    pt = model("pt").to(memory_format=torch.channels_last)  # as a clean evaluation before may have left it
+    seen = bn_input_layouts(pt)
+    pub.train_mode_features(pt, view, spec, eps.support[:2], eps.query[:2].reshape(2, -1), seeds(), progress=False)
+    assert "nchw" in seen and set(seen) <= {"nchw", "either"}
+    maml = model("maml").to(memory_format=torch.channels_last)
+    seen = bn_input_layouts(maml)
+    pub.train_mode_maml_logits(maml, view, spec, eps.support[:2], eps.query[:2].reshape(2, -1), steps=1,
+                               inner_lr=0.05, first_order=True, seed_of=seeds(), progress=False)
+    assert "nchw" in seen and set(seen) <= {"nchw", "either"}
+    images = inputs(view, np.arange(view.max_row))
+    spos, tpos = torch.from_numpy(eps.support[:2]), torch.from_numpy(eps.query[:2].reshape(2, -1))
+    settings = {bn: MamlEvalSettings.from_config({"inner_steps": 1, "inner_lr": 0.05, "bn_mode": bn})
+                for bn in ("batch", "running")}
+    del seen[:]
+    maml_logits(maml, images, spos, tpos, settings["batch"], progress=False)
+    assert "nchw" in seen and set(seen) <= {"nchw", "either"}
+    del seen[:]
+    maml_logits(maml, images, spos, tpos, settings["running"], progress=False)  # exact there: the faster layout
+    assert "nhwc" in seen
+
+
+def offset_model(family):
+    """A network whose first BatchNorm sees activations far from zero (mean ~40, spread ~5): where the
+    single-pass statistics of a less careful kernel lose float32 digits."""
+    net = model(family, drop_rate=0.0)
+    with torch.no_grad():
+        net.layer1[0].conv1.weight.add_(1.0)
+    return net
+
+
+def test_published_features_are_float64_accurate_on_cpu(setup):
+    """Train-mode BatchNorm (batch statistics) in float32 on a CPU: within 2e-5 of the same network in
+    float64. torch's channels-last CPU BatchNorm misses this by ~10x (docs/published-study.md)."""
+    view, eps = setup
+    net = offset_model("pt")
+    E = eps.n_episodes
+    spec = input_spec(PRE16, 1, view, normalisation="dataset")
+    sup, qry = pub.train_mode_features(net, view, spec, eps.support, eps.query.reshape(E, -1), seeds(),
+                                       progress=False)
+    ref = copy.deepcopy(net).double()
+    for e in range(E):
+        with pub.train_mode(ref), torch.no_grad():
+            fs = ref.features(inputs(view, eps.support[e]).double())
+            fq = ref.features(inputs(view, eps.query[e]).double())
+        scale = float(fs.abs().max())
+        assert float((sup[e].reshape(-1, 12).double() - fs).abs().max()) < 2e-5 * scale
+        assert float((qry[e].double() - fq).abs().max()) < 2e-5 * scale

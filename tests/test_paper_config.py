@@ -185,3 +185,25 @@ def test_bad_benchmark_entries_are_refused_naming_the_field(paper, change, messa
     config["benchmarks"]["mini-imagenet"].update(change)
     with pytest.raises(ConfigError, match=rf"benchmarks\.mini-imagenet.*{message}"):
         validate_config(config, SCHEMA, "paper")
+
+
+def test_every_slurm_command_skips_the_workflow_profile():
+    """profiles/slurm must run with --workflow-profile none (its header says why): every SLURM command
+    the paper study documents says so."""
+    docs = [REPO / "docs/published-study.md", REPO / "config/paper/README.md", PAPER]
+    commands = [(p.name, line) for p in docs for line in p.read_text().splitlines() if "--profile profiles/slurm" in line]
+    assert len(commands) >= 3
+    assert [c for c in commands if "--workflow-profile none" not in c[1]] == []
+
+
+def test_the_2023_single_dataset_checkpoints_have_rows_to_fill_in(paper):
+    """A PT and a MAML row for each 2023 single-dataset run, with its benchmark as train set, so that
+    list-zenodo's output has somewhere to go; their uris are placeholders until the keys are known."""
+    sheet = load_sheet(REPO / paper["checkpoint_sheet"], REPO / "config/schemas/checkpoints.schema.yaml", paper)
+    rows = {(r["train_set"], r["family"]): r for r in sheet.to_dict("records")}
+    for ts in ("fc100", "tiered-imagenet", "aircraft", "vgg-flower", "dtd", "cub", "delaunay"):
+        assert ts in paper["train_sets"] and paper["train_sets"][ts]["benchmarks"] == [ts]
+        for family in ("pt", "maml"):
+            row = rows[(ts, family)]
+            assert row["source"] == "zenodo" and row["uri"].startswith("8247898/FILL-IN-"), row
+            assert row["arch"] == "resnet12_rfs"

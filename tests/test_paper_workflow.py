@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from divcoeff.report.published import read_published
 from fake_servers import FakeServer
 from paper_miniature import CHECKPOINTS, REPO, serve
 
@@ -79,13 +80,19 @@ def test_inputs_as_published_reach_the_episodes_and_the_probe(paper_run):
 
 def test_published_numbers_side_by_side_and_the_plots(paper_run):
     run, _ = paper_run
-    comp = pd.read_csv(run / "results/published_vs_reproduced.tsv", sep="\t", keep_default_na=False)
+    table = pd.read_csv(run / "results/published_vs_reproduced.tsv", sep="\t", keep_default_na=False)
+    comp = table[table["status"] == "compared"].astype({"ours": float, "published": float, "difference": float})
     got = sorted(zip(comp["what"], comp["train_set"], comp["probe_or_method"], comp["checkpoint"]))
     assert got == sorted([("accuracy", "mini-imagenet", "pt", "usl-mini-imagenet"),
                           ("accuracy", "cifar-fs", "pt", "usl-cifar-fs"),
                           ("accuracy", "hdb1", "maml5", "maml-hdb1-2022"), ("accuracy", "hdb1", "maml10", "maml-hdb1-2022"),
                           ("accuracy", "hdb4", "maml5", "maml-hdb4"), ("accuracy", "hdb4", "maml10", "maml-hdb4"),
                           ("diversity", "hdb1", "resnet18-random", "")])
+    # every other published value is listed as not run (here: no checkpoint pair for an effect size)
+    published = read_published(REPO / "config/paper/published.tsv")
+    not_run = table[table["status"] == "not run"]
+    assert len(not_run) == len(published) - len(comp) and (not_run["ours"] == "").all()
+    assert set(not_run["what"]) == {"diversity", "accuracy", "effect_size"}
     summary = pd.read_csv(run / "results/summary.tsv", sep="\t")
     mi = summary[(summary["evaluation"] == "own-test") & (summary["checkpoint"] == "usl-mini-imagenet")].iloc[0]
     row = comp[comp["checkpoint"] == "usl-mini-imagenet"].iloc[0]

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from divcoeff.io import read_json
 from divcoeff.logs import log_to
 from divcoeff.report.plots import save_figure
-from divcoeff.report.published import compare, comparison_figure, read_published, write_comparison
+from divcoeff.report.published import NOT_RUN, compare, comparison_figure, read_published, write_comparison
 from divcoeff.report.summary import read_summary
 
 with log_to(snakemake.log[0]) as log:
@@ -25,11 +25,16 @@ with log_to(snakemake.log[0]) as log:
     table = compare(published, read_summary(snakemake.input.summary), docs, dict(snakemake.params.splits))
     write_comparison(table, snakemake.output.tsv)
     for r in table.itertuples():
+        if r.status == NOT_RUN:
+            log.info("%s %s %s %s: published %.4g: not run here", r.what, r.train_set, r.probe_or_method,
+                     r.checkpoint, r.published)
+            continue
+        verdict = "no published CI" if r.inside_published_ci is None else \
+            "inside the published CI" if r.inside_published_ci else "outside the published CI"
         log.info("%s %s %s %s: ours %.4g, published %.4g +- %.3g: %s", r.what, r.train_set, r.probe_or_method,
-                 r.checkpoint, r.ours, r.published, r.published_ci95,
-                 "inside the published CI" if r.inside_published_ci else "outside the published CI")
-    log.info("%d of %d published values matched a result here", table[["what", "train_set", "published"]]
-             .drop_duplicates().shape[0], len(published))
+                 r.checkpoint, r.ours, r.published, r.published_ci95, verdict)
+    log.info("%d of %d published values matched a result here", len(published) - (table["status"] == NOT_RUN).sum(),
+             len(published))
     out = snakemake.output
     fig = comparison_figure(table, dpi=snakemake.params.dpi)
     save_figure(fig, {"png": out.png, "pdf": out.pdf, "svg": out.svg}, dpi=snakemake.params.dpi)

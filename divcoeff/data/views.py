@@ -369,11 +369,12 @@ class View:
         return np.asarray(row) + (k % 4) * len(self.table)
 
     def images(self, rows: np.ndarray | list[int] | None = None, size: int | None = None,
-               channels: int | None = None, normalise: bool | None = None) -> torch.Tensor:
+               channels: int | None = None, normalise: bool | None = None, wrap: frozenset | tuple = ()) -> torch.Tensor:
         """float32 (n, C, H, W) for the given view rows (all rows when None; rotated rows turned).
 
         In [0, 1] unless `normalise` (None: the view's ``inputs``), then each image normalised by its
-        benchmark's recorded normalisation (unchanged where it has none)."""
+        benchmark's recorded normalisation (unchanged where it has none). The stored pixels of the
+        benchmarks in `wrap` become (256 - p) mod 256 first (divcoeff.fewshot.pixels)."""
         import torch
 
         rows = np.arange(len(self.table)) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -390,6 +391,8 @@ class View:
             ids = sub["image_id"].to_numpy()[positions]
             order = np.argsort(ids, kind="stable")  # memmaps read fastest in order
             pixels = np.asarray(ds.images[ids[order]])
+            if bench in wrap:
+                pixels = np.negative(pixels)  # uint8: (256 - p) mod 256, as ToPILImage on 0-255 floats
             x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0)
             x = convert_images(x, size, channels)
             for k in range(1, 4):
@@ -409,6 +412,10 @@ class View:
         if rows is None:
             return torch.from_numpy(np.array(labels)).long()
         return torch.from_numpy(np.array(labels[np.asarray(rows) % len(self.table)])).long()
+
+    def dataset_build(self, bench: str) -> dict:
+        """How a benchmark's stored images were made (its manifest's ``build``: reader, pixels, ...)."""
+        return dict(self._dataset(bench).manifest.get("build") or {})
 
     def _dataset(self, bench: str) -> IndexedDataset:
         cache = self.__dict__.setdefault("_datasets", {})

@@ -13,6 +13,7 @@ import re
 from ..config import SHEET_COLUMNS
 from .hf import list_repo_files
 from .zenodo import get_record
+from .zenodo_members import member_rows
 
 CHECKPOINT_EXTENSIONS = (".pt", ".pth", ".ckpt")
 UNKNOWN = "FILL-IN"  # what a key does not say; the sheet schema refuses it
@@ -104,6 +105,28 @@ def zenodo_rows(record_id: str, settings: dict | None = None, *, family: str = "
     info = {"where": f"Zenodo record {record_id} ({record.api_url})", "title": record.title,
             "n_files": len(record.files), "n_rows": len(rows), "sizes": [f.size for f in files]}
     return rows, info
+
+
+def zenodo_member_rows(record_id: str, settings: dict | None = None, *, family: str = "", arch: str = "resnet12_rfs",
+                       train_set: str = "", prefix: str = "",
+                       extensions=CHECKPOINT_EXTENSIONS) -> tuple[list[dict], dict]:
+    """(rows, info) for the checkpoint files inside the record's zip/tar archives (each downloaded to a
+    temporary folder): uri ``<record>/<archive key>#<member>``, checksum the member's md5; family and
+    train set read from the archive key and the member path together."""
+    found, archives, skipped = member_rows(record_id, settings, lambda name: is_checkpoint(name, extensions))
+    names = _unique([sheet_name(f"{_archive_stem(m['archive'])}/{m['member']}", prefix) for m in found])
+    rows = []
+    for n, m in zip(names, found):
+        seen_family, seen_set = infer_from_key(f"{_archive_stem(m['archive'])}/{m['member']}")
+        rows.append(_row(n, "zenodo", m["uri"], f"md5:{m['md5']}", family or seen_family, arch,
+                         train_set or seen_set))
+    info = {"n_archives": len(archives), "archive_sizes": [f.size for f in archives],
+            "sizes": [m["size"] for m in found], "n_rows": len(rows), "skipped": skipped}
+    return rows, info
+
+
+def _archive_stem(key: str) -> str:
+    return re.sub(r"\.(zip|tar|tar\.gz|tgz|tar\.bz2|tbz2|tar\.xz|txz)$", "", key, flags=re.I)
 
 
 def hf_rows(repo_id: str, revision: str = "main", settings: dict | None = None, *, family: str = "",

@@ -3,6 +3,7 @@
 | source | uri | checked against |
 |---|---|---|
 | zenodo | `<record id>/<file key>` | the record's md5 (always), the sheet's checksum |
+| zenodo | `<record id>/<archive key>#<member path>` | the archive's md5 from the record, the sheet's checksum of the member (zenodo_members) |
 | hf | `<namespace>/<repo>/<path>@<revision>` | the Hub's ETag (LFS sha256 / git blob id), the sheet's checksum |
 | url | `http(s)://...` | the sheet's checksum (required) |
 | file | a local path | the sheet's checksum, if given (the file is hashed and recorded either way) |
@@ -25,7 +26,7 @@ from .hf import fetch_hf
 from .http import HttpSettings, download, session
 from .provenance import make_provenance, provenance_path, write_provenance
 from .redact import redact, redact_obj, register_url_secrets
-from .zenodo import fetch_zenodo
+from .zenodo_members import fetch_zenodo_uri
 from ..settings import FetchSettings, fetch_settings
 
 log = logging.getLogger("divcoeff.fetch")
@@ -60,7 +61,7 @@ def fetch_file(uri: str, dest: Path, expected: Checksum | None, settings: FetchS
             "md5": hashes["md5"], "verified": passed}
 
 
-HANDLERS = {"zenodo": fetch_zenodo, "hf": fetch_hf, "url": fetch_url, "file": fetch_file}
+HANDLERS = {"zenodo": fetch_zenodo_uri, "hf": fetch_hf, "url": fetch_url, "file": fetch_file}
 
 
 def fetch(source: str, uri: str, dest: str | os.PathLike, checksum: str | None = None, *,

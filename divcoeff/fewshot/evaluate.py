@@ -11,6 +11,7 @@ loss (temperature fitted on support sets only).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from divcoeff.fewshot.calibration import calibrated_loss, fit_scale, holdout_fol
 from divcoeff.fewshot.features import InputSpec, input_spec
 from divcoeff.fewshot.logreg import fit_logreg
 from divcoeff.fewshot.metrics import summarize
+from divcoeff.fewshot.pixels import augmentation_for, wrapped_benchmarks
 from divcoeff.fewshot.proto import proto_logits
 from divcoeff.fewshot.protocols import PROTOCOLS, Job, Protocol
 from divcoeff.io import atomic_path, atomic_write_json
@@ -66,6 +68,7 @@ def evaluate_checkpoint(ckpt: Any, view: View, episodes: Episodes, settings: Eva
     protocol = PROTOCOLS[settings.protocol]
     spec = input_spec(ckpt.preprocess, model.in_channels, view, resize=settings.resize_to_checkpoint, checkpoint=name,
                       normalisation=protocol.normalisation)
+    spec = _with_training_pixels(spec, ckpt, view, settings, name)
     E, W, Q = episodes.query.shape
     query_y = torch.arange(W).repeat_interleave(Q).expand(E, -1).contiguous()
     log.info("%s (%s, %s protocol): %d episodes, %d-way %d-shot %d-query, on %s", name, ckpt.family, settings.protocol,
@@ -76,6 +79,17 @@ def evaluate_checkpoint(ckpt: Any, view: View, episodes: Episodes, settings: Eva
     run = _evaluate_pt if ckpt.family == "pt" else _evaluate_maml
     methods, seconds = run(protocol, job)
     return EvalResult(ckpt.family, methods, spec, str(device), seconds, settings.protocol)
+
+
+def _with_training_pixels(spec: InputSpec, ckpt: Any, view: View, settings: EvaluationSettings,
+                          name: str) -> InputSpec:
+    """MiniImageNet pixels as the checkpoint was trained on them (divcoeff.fewshot.pixels)."""
+    augmentation, where = augmentation_for(name, getattr(ckpt, "meta", None), settings.data_augmentation)
+    wrapped = wrapped_benchmarks(view, augmentation)
+    if augmentation is not None or wrapped:
+        log.info("%s: data_augmentation %r (%s): %s", name, augmentation, where,
+                 f"pixels of {', '.join(wrapped)} wrapped to (256 - p) mod 256" if wrapped else "pixels as stored")
+    return dataclasses.replace(spec, wrapped=wrapped) if wrapped else spec
 
 
 # ------------------------------------------------------------------------------------------ PT

@@ -43,10 +43,13 @@ class InputSpec:
     resized: bool  # the view's images are converted to image_size/channels (explicitly asked for)
     normalisation: str = "checkpoint"  # checkpoint: mean/std above; dataset: the view's, per benchmark
     per_benchmark: dict | None = None  # dataset: benchmark -> {mean, std} or None, as applied
+    wrapped: tuple[str, ...] = ()  # benchmarks whose pixels are wrapped first (divcoeff.fewshot.pixels)
 
     def as_dict(self) -> dict:
         d = {"image_size": self.image_size, "channels": self.channels, "normalisation": self.normalisation,
              "resized": self.resized}
+        if self.wrapped:
+            d["wrapped_pixels"] = list(self.wrapped)
         if self.normalisation == "dataset":
             return {**d, "per_benchmark": self.per_benchmark}
         return {**d, "mean": list(self.mean), "std": list(self.std)}
@@ -122,8 +125,8 @@ def input_spec(preprocess: Any, model_channels: int, view: View, *, resize: bool
 def load_inputs(view: View, rows: np.ndarray, spec: InputSpec) -> torch.Tensor:
     """float32 (n, C, H, W): the view's images of `rows`, converted as `spec` says and normalised."""
     if spec.normalisation == "dataset":
-        return view.images(rows, size=spec.image_size, channels=spec.channels, normalise=True)
-    x = view.images(rows, size=spec.image_size, channels=spec.channels, normalise=False)
+        return view.images(rows, size=spec.image_size, channels=spec.channels, normalise=True, wrap=spec.wrapped)
+    x = view.images(rows, size=spec.image_size, channels=spec.channels, normalise=False, wrap=spec.wrapped)
     mean = torch.tensor(spec.mean, dtype=x.dtype).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, dtype=x.dtype).view(1, -1, 1, 1)
     return (x - mean) / std

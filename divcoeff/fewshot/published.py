@@ -13,10 +13,13 @@ Facts (REFERENCE section 7; ultimate-utils ``meta_learners/pretrain_convergence.
 * MAML: per task, the whole network adapted on the support set (each inner step one forward of
   the support set), then one forward of the query set, all in train() mode.
 * DropBlock's keep rate follows RFS's schedule, ``max(1 - rate / 40000 * n, 1 - rate)`` where n
-  counts the block's forward passes since the model was built; n here is what a freshly loaded
-  model evaluating this episode file in order would have reached (PT: 2 forwards per episode,
-  MAML: inner steps + 1). The authors evaluated the train and validation splits first, so their
-  n was somewhat higher; either way DropBlock drops almost nothing this early in the schedule.
+  counts the block's forward passes since the model was built (a plain attribute, not in the
+  state dict: 0 for a freshly loaded checkpoint). PT: FitFinalLayer forwards the model itself, so
+  n is what a freshly loaded model evaluating this episode file in order would have reached (2
+  forwards per episode). MAML: each task adapts a fresh ``MAML.clone()``, and learn2learn's
+  ``clone_module`` copies the module's ``__dict__`` (L: ``learn2learn/utils/__init__.py`` line
+  110), counter included, so every episode starts from the base model's counter and only the
+  clone advances (inner steps + 1); the base model's counter is left as it was.
 
 Randomness: one seeded stream per episode (and per method and calibration fold), from the master
 seed and ``evaluation.dropout_seed``: the dropout masks of episode e do not depend on which other
@@ -40,7 +43,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from divcoeff.data.views import View
-from divcoeff.fewshot.features import InputSpec, fast_layout, load_inputs
+from divcoeff.device import cpu_input_layout, fast_layout
+from divcoeff.fewshot.features import InputSpec, load_inputs
 from divcoeff.maml import adapt_and_predict
 from divcoeff.models.resnet12 import BasicBlock, bn_mode
 from divcoeff.seeding import derive_seed
@@ -83,6 +87,16 @@ def set_forward_count(model: torch.nn.Module, n: int) -> None:
             m.num_batches_tracked = int(n)
 
 
+def forward_counts(model: torch.nn.Module) -> dict[torch.nn.Module, int]:
+    """Every block's forward counter, to restore with :func:`restore_forward_counts`."""
+    return {m: int(m.num_batches_tracked) for m in model.modules() if isinstance(m, BasicBlock)}
+
+
+def restore_forward_counts(counts: dict[torch.nn.Module, int]) -> None:
+    for m, n in counts.items():
+        m.num_batches_tracked = n
+
+
 def episode_seed(master_seed: int, dropout_seed: int, key: Sequence, episode: int) -> int:
     return derive_seed(master_seed, dropout_seed, "published", *key, episode)
 
@@ -109,7 +123,7 @@ def train_mode_features(model: torch.nn.Module, view: View, spec: InputSpec, sup
     `support_rows` (E, W, K), `query_rows` (E, m) view rows; `seed_of(e)` the episode's seed.
     Returns float32 (E, W, K, D) and (E, m, D) on `device`."""
     device = torch.device(device)
-    fast_layout(model.to(device), device)
+    fast_layout(model.to(device), device, batch_stats=True)  # train-mode BN: contiguous, accurate to rounding
     E, W, K = support_rows.shape
     sup, qry = [], []
     with train_mode(model), tqdm(total=E, desc="features (train mode)", unit="episode", disable=not progress) as bar:
@@ -141,9 +155,10 @@ def train_mode_maml_logits(model: torch.nn.Module, view: View, spec: InputSpec, 
     if model.num_classes != ways:
         raise ValueError(f"MAML evaluation: the checkpoint's head has {model.num_classes} outputs but the "
                          f"episodes are {ways}-way; a MAML checkpoint is evaluated with its own N-way head")
-    fast_layout(model.to(device), device)
+    fast_layout(model.to(device), device, batch_stats=True)  # train-mode BN: contiguous, accurate to rounding
     labels = torch.arange(ways, device=device).repeat_interleave(shots).unsqueeze(0)
     out = []
+    base_counts = forward_counts(model)  # what every clone starts from (learn2learn copies __dict__)
     with train_mode(model), tqdm(total=E, desc=desc, unit="episode", disable=not progress) as bar:
         for sl in _chunks(E, CHUNK_EPISODES):
             images, (spos, tpos) = _chunk_inputs(view, spec, support_rows[sl], target_rows[sl])
@@ -151,18 +166,19 @@ def train_mode_maml_logits(model: torch.nn.Module, view: View, spec: InputSpec, 
                 sx = _to(images[spos[i].reshape(-1)], device).unsqueeze(0)
                 tx = _to(images[tpos[i].reshape(-1)], device).unsqueeze(0)
                 with seeded(seed_of(e), device):
-                    set_forward_count(model, e * (steps + 1))
+                    restore_forward_counts(base_counts)
                     # Batch statistics of the support set while adapting, of the target set when predicting.
                     logits = adapt_and_predict(model, sx, labels, tx, steps=steps, inner_lr=inner_lr,
                                                first_order=first_order, bn_mode="batch", vectorize=False)
                 out.append(logits[0].float().cpu())
                 bar.update(1)
+    restore_forward_counts(base_counts)  # the clones advanced, the base model did not
     return torch.stack(out)
 
 
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
+    return cpu_input_layout(x, batch_stats=True) if device.type == "cpu" else x
 
 
 def log_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = LOG_LOSS_EPS) -> np.ndarray:

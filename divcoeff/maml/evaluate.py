@@ -31,12 +31,14 @@ def _labels(E: int, ways: int, per_class: int, device: torch.device) -> torch.Te
     return torch.arange(ways, device=device).repeat_interleave(per_class).expand(E, -1).contiguous()
 
 
-def _gather(images: torch.Tensor, pos: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _gather(images: torch.Tensor, pos: torch.Tensor, device: torch.device, batch_stats: bool = False) -> torch.Tensor:
     """(E, ...) positions into `images` -> (E, n, C, H, W) on `device`."""
     E = pos.shape[0]
     x = images[pos.reshape(-1)].view(E, -1, *images.shape[1:])
-    if device.type == "cpu":  # each episode's (n, C, H, W) slice channels-last, like the weights
+    if device.type == "cpu" and not batch_stats:  # each episode's (n, C, H, W) slice channels-last, like the weights
         return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    if device.type == "cpu":
+        return x.contiguous()
     return x.to(device, non_blocking=True)
 
 
@@ -58,9 +60,10 @@ def _measured_chunk(model, images, support_pos, target_pos, settings, device, ve
 def _run_chunk(model, images, support_pos, target_pos, settings: MamlEvalSettings, device,
                vectorize: bool | None) -> torch.Tensor:
     E, ways, shots = support_pos.shape
-    sx = _gather(images, support_pos, device)
+    batch_stats = settings.bn_mode == "batch"  # channels-last only where it is exact (fast_layout)
+    sx = _gather(images, support_pos, device, batch_stats)
     sy = _labels(E, ways, shots, device)
-    qx = _gather(images, target_pos, device)
+    qx = _gather(images, target_pos, device, batch_stats)
     return adapt_and_predict(model, sx, sy, qx, steps=settings.inner_steps, inner_lr=settings.inner_lr,
                              first_order=settings.first_order, bn_mode=settings.bn_mode, vectorize=vectorize)
 
@@ -81,7 +84,7 @@ def maml_logits(model: torch.nn.Module, images: torch.Tensor, support_pos: torch
     if model.num_classes != ways:
         raise ValueError(f"MAML evaluation: the checkpoint's head has {model.num_classes} outputs but the "
                          f"episodes are {ways}-way; a MAML checkpoint is evaluated with its own N-way head")
-    fast_layout(model.eval().to(device), device)
+    fast_layout(model.eval().to(device), device, batch_stats=settings.bn_mode == "batch")
     E = support_pos.shape[0]
     chunk = chunk_size
     if not chunk:
