@@ -17,7 +17,8 @@ import jsonschema
 import pandas as pd
 import yaml
 
-SHEET_COLUMNS = ["name", "family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle", "replicates"]
+SHEET_COLUMNS = ["name", "family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle", "replicates",
+                 "size"]
 MADE_HERE = ("train", "init")  # sources the workflow makes itself: one checkpoint per replicate
 _BOOL = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "": False}
 
@@ -189,8 +190,9 @@ def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.Da
         row: dict[str, Any] = {k: (v or "").strip() for k, v in raw.items() if v is not None}
         if "allow_pickle" in row:
             row["allow_pickle"] = _parse_bool(row["allow_pickle"], f"{where}: field 'allow_pickle'")
-        if row.get("replicates", "") != "":
-            row["replicates"] = _parse_int(row["replicates"], f"{where}: field 'replicates'")
+        for column in ("replicates", "size"):
+            if row.get(column, "") != "":
+                row[column] = _parse_int(row[column], f"{where}: field {column!r}")
         row = {k: v for k, v in row.items() if not (v == "" and k not in ("uri", "checksum"))}
         try:
             check_against_schema(row, schema, where)
@@ -219,7 +221,7 @@ def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.Da
 
 
 CHECKPOINT_COLUMNS = ["name", "row", "family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle",
-                      "replicate", "role"]
+                      "size", "replicate", "role"]
 
 
 def expand_sheet(sheet: pd.DataFrame, replicates: Mapping[str, int], where: str = "checkpoint sheet") -> pd.DataFrame:
@@ -233,6 +235,8 @@ def expand_sheet(sheet: pd.DataFrame, replicates: Mapping[str, int], where: str 
     for name, row in sheet.iterrows():
         base = {k: row[k] for k in ("family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle")}
         base["allow_pickle"] = bool(base["allow_pickle"]) if not pd.isna(base["allow_pickle"]) else False
+        size = row.get("size")
+        base["size"] = None if size is None or pd.isna(size) else int(size)  # a fetched row's exact size
         role = "control" if row["source"] == "init" else "trained"
         if row["source"] in MADE_HERE:
             n = row["replicates"]
@@ -247,4 +251,6 @@ def expand_sheet(sheet: pd.DataFrame, replicates: Mapping[str, int], where: str 
                                   "rename one of the rows")
             seen[ck.lower()] = ck
             out.append({"name": ck, "row": name, **base, "replicate": k, "role": role})
-    return pd.DataFrame(out, columns=CHECKPOINT_COLUMNS).set_index("name", drop=False)
+    frame = pd.DataFrame(out, columns=CHECKPOINT_COLUMNS)
+    frame["size"] = pd.Series([r["size"] for r in out], index=frame.index, dtype=object)  # ints and None, not floats
+    return frame.set_index("name", drop=False)

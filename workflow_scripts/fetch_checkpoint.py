@@ -21,10 +21,13 @@ with log_to(snakemake.log[0]) as log:
     config = snakemake.config
     sheet = load_sheet(sheet_path(config["checkpoint_sheet"], WORKFLOW),
                        WORKFLOW / "config/schemas/checkpoints.schema.yaml", config)
-    uri = expand_sheet(sheet, config["training"]["replicates"]).loc[name, "uri"]
+    row = expand_sheet(sheet, config["training"]["replicates"]).loc[name]
+    uri = row["uri"]
     if redact(uri) != p.uri:
         raise RuntimeError(f"checkpoint {name}: the sheet's uri changed while the workflow ran; run it again")
     log.info("checkpoint %s: %s %s", name, p.source, redact(uri))
     # The fetch settings come from the config, not from params: retries and timeouts do not
     # change the file, so they stay out of the between-workflow cache key.
-    fetch(p.source, uri, out.checkpoint, p.checksum or None, settings=config["fetch"])
+    # A url row is capped at fetch.max_bytes, or held to its own size; errors name the row.
+    fetch(p.source, uri, out.checkpoint, p.checksum or None, settings=config["fetch"], size=row["size"],
+          label=f"checkpoint sheet {config['checkpoint_sheet']}, row {row['row']!r}")
