@@ -168,9 +168,28 @@ def sheet_path(value: str | Path, workflow_dir: str | Path) -> Path:
     return p if p.is_absolute() or p.exists() else Path(workflow_dir, p)
 
 
-def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.DataFrame:
-    """Read and validate the checkpoint sheet; one error message per bad row names line, row name and field."""
+def local_file_roots(config: dict, project_dir: str | Path | None = None) -> list[Path]:
+    """Where `file` rows may copy from: the project directory (the working directory) and the
+    config's fetch.local_roots (relative ones to the project directory), links resolved."""
+    project = Path(project_dir if project_dir is not None else Path.cwd()).resolve()
+    roots = ((config.get("fetch") or {}).get("local_roots") or [])
+    return [project] + [(project / Path(r).expanduser()).resolve() for r in roots]
+
+
+def _outside_roots(uri: str, roots: list[Path]) -> Path | None:
+    """The real path of a `file` row's uri when it lies outside every root, else None."""
+    real = (roots[0] / Path(uri).expanduser()).resolve()  # relative paths: to the project directory
+    return None if any(real == r or r in real.parents for r in roots) else real
+
+
+def load_sheet(path: str | Path, schema_path: str | Path, config: dict,
+               project_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read and validate the checkpoint sheet; one error message per bad row names line, row name and field.
+
+    A `file` row must point inside the project directory (default: the working directory) or one of
+    the config's fetch.local_roots: a sheet from elsewhere cannot copy /etc/passwd into resources/."""
     path = Path(path)
+    roots = local_file_roots(config, project_dir)
     if not path.is_file():
         raise ConfigError(f"{path}: checkpoint sheet not found")
     with open(path, newline="", encoding="utf-8") as f:
@@ -214,6 +233,10 @@ def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.Da
             raise ConfigError(f"{where}: field 'uri': required for source {row['source']!r}")
         if row["source"] == "url" and not row["checksum"]:
             raise ConfigError(f"{where}: field 'checksum': required for source 'url' (md5:... or sha256:...)")
+        if row["source"] == "file" and (real := _outside_roots(row["uri"], roots)) is not None:
+            raise ConfigError(f"{where}: field 'uri': {row['uri']!r} is {real}, outside the project directory "
+                              f"({roots[0]}){' and fetch.local_roots' if len(roots) > 1 else ''}; a file row copies "
+                              "only from there. If you mean it, add its folder to fetch.local_roots in the config")
         rows.append(row)
     if not rows:
         raise ConfigError(f"{path}: no checkpoint rows")
