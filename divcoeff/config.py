@@ -161,11 +161,11 @@ def _unique_ignoring_case(source: str, what: str, names: list[str]) -> None:
                               "collide on a case-insensitive file system (macOS, Windows): rename one")
 
 
-def sheet_path(value: str | Path, workflow_dir: str | Path) -> Path:
-    """The config's checkpoint_sheet: as given when it exists (run from the workflow folder, or an
-    absolute path), else under the workflow folder."""
+def sheet_path(value: str | Path, workflow_dir: str | Path | None) -> Path:
+    """The config's checkpoint_sheet: as given when it exists (relative to the working directory, or
+    an absolute path), else under the workflow folder (None: a remote module has none on disk)."""
     p = Path(value)
-    return p if p.is_absolute() or p.exists() else Path(workflow_dir, p)
+    return p if p.is_absolute() or p.exists() or workflow_dir is None else Path(workflow_dir, p)
 
 
 def local_file_roots(config: dict, project_dir: str | Path | None = None) -> list[Path]:

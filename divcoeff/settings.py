@@ -32,7 +32,9 @@ import yaml
 
 from divcoeff.config import ConfigError, check_against_schema
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "schemas" / "config.schema.yaml"
+# Package data (divcoeff/schemas links config/schemas; a wheel holds copies): found without the workflow's folder.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+SHEET_SCHEMA_PATH = SCHEMA_PATH.with_name("checkpoints.schema.yaml")
 
 
 @functools.cache

@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from divcoeff.config import expand_sheet, load_sheet, sheet_path
 from divcoeff.fetch import fetch, provenance_path, redact
 from divcoeff.logs import log_to
+from divcoeff.settings import SHEET_SCHEMA_PATH
 
 WORKFLOW = Path(snakemake.scriptdir).parent
 
@@ -19,8 +20,7 @@ with log_to(snakemake.log[0]) as log:
     # The uri comes from the sheet, not from params (which Snakemake stores in plain text): a url
     # row may carry user:password@ or ?token=..., and only the redacted form is ever shown.
     config = snakemake.config
-    sheet = load_sheet(sheet_path(config["checkpoint_sheet"], WORKFLOW),
-                       WORKFLOW / "config/schemas/checkpoints.schema.yaml", config)
+    sheet = load_sheet(sheet_path(config["checkpoint_sheet"], WORKFLOW), SHEET_SCHEMA_PATH, config)
     row = expand_sheet(sheet, config["training"]["replicates"]).loc[name]
     uri = row["uri"]
     if redact(uri) != p.uri:
