@@ -32,8 +32,15 @@ import yaml
 
 from divcoeff.config import ConfigError, check_against_schema
 
-# Package data (divcoeff/schemas links config/schemas; a wheel holds copies): found without the workflow's folder.
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+
+def _schema_dir() -> Path:
+    """Package data (divcoeff/schemas links config/schemas; a wheel holds copies), so an installed library
+    needs no workflow folder; else config/schemas beside the package (a copy or checkout without the link)."""
+    package = Path(__file__).resolve().parent
+    return package / "schemas" if (package / "schemas").is_dir() else package.parent / "config" / "schemas"
+
+
+SCHEMA_PATH = _schema_dir() / "config.schema.yaml"
 SHEET_SCHEMA_PATH = SCHEMA_PATH.with_name("checkpoints.schema.yaml")
 
 

@@ -30,7 +30,7 @@ def _user_config(repo, folder, sheet="config/checkpoints.tsv"):
     (folder / sheet).write_text(rows.replace("\nuntrained\t", "\nmy-control\t"))
 
 
-def _run(folder, *args, timeout=1500):
+def _run(folder, *args, timeout=2400):
     # Run from the user's folder, with no -s or -d: Snakemake finds workflow/Snakefile or Snakefile there.
     env = {k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"}
     return subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=folder, env=env, capture_output=True, text=True,
