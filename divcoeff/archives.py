@@ -222,6 +222,17 @@ def _ensure_inside(root: Path, path: Path, what: str) -> None:
         raise UnsafeArchiveError(f"{what}: would be written through a link to {real}, outside the extraction folder")
 
 
+def _link_in(root: Path, folder: Path) -> str:
+    """The member name of the first component of `folder` (under `root`) that is a link or not a folder."""
+    rel = folder.relative_to(root)
+    for i in range(1, len(rel.parts) + 1):
+        p = root.joinpath(*rel.parts[:i])
+        if p.is_symlink() or not p.is_dir():
+            chain = f" -> {os.readlink(p)!r}" if p.is_symlink() else ""
+            return f"{'/'.join(rel.parts[:i])!r}{chain}"
+    return repr(str(rel))
+
+
 def _write_stream(src, dest: Path, member: str, budget: _Budget) -> None:
     with open(dest, "wb") as f:
         while block := src.read(_CHUNK):
@@ -275,7 +286,13 @@ def _extract(archive: Path, root: Path, members: list, open_member, budget: _Bud
         path = root / m.name
         where = f"{archive}: member {m.name!r}"
         _ensure_inside(root, path, where)  # before mkdir: never create folders through a link
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            # A link earlier in the archive (or a chain of them) stands where this member's folder
+            # should be and leads to no folder: the archive is inconsistent, not the disk.
+            raise UnsafeArchiveError(f"{where}: its folder {_link_in(root, path.parent)} is a link (or a file) that "
+                                     "leads to no folder of the archive; refusing") from None
         if m.kind == "dir":
             if path.is_symlink():
                 raise UnsafeArchiveError(f"{where}: a folder with the name of an earlier link; refusing")
@@ -283,8 +300,14 @@ def _extract(archive: Path, root: Path, members: list, open_member, budget: _Bud
         elif m.kind == "file":
             if path.is_symlink():
                 path.unlink()  # never write through a link; a later member replaces it
-            with open_member(info) as src:
-                _write_stream(src, path, m.name, budget)
+            try:
+                with open_member(info) as src:
+                    _write_stream(src, path, m.name, budget)
+            except (zipfile.BadZipFile, tarfile.ReadError, EOFError) as e:
+                # zipfile names only the member ("Bad CRC-32 for file ..."); say which archive and why.
+                raise UnsafeArchiveError(f"{where}: its data does not match what the archive declares for it "
+                                         f"(size or checksum; {type(e).__name__}: {e}); the archive is "
+                                         "damaged or crafted; refusing") from None
             files[m.name] = path
         elif m.kind == "symlink":
             if path.exists() or path.is_symlink():

@@ -14,8 +14,9 @@ file's sheet row says to trust it:
    sheet column ``allow_pickle`` does. With ``allow_pickle=True`` (the explicit per-row opt-in)
    such a file is read with Python's unpickler, which runs code from it, and the log says so.
 
-Loaded weights and BatchNorm statistics must be finite: NaN or inf in any of them is an error
-naming the file and the key (such a model would be scored at chance, or fail later).
+Weights and BatchNorm statistics must be finite: NaN or inf in any of them is an error (at save,
+so a diverged training job fails where it diverged, and at load) naming the file, the key and the
+count (such a model would be scored at chance, or fail later).
 
 Accepted layouts, tried in this order:
 
@@ -125,6 +126,11 @@ def save_checkpoint(path: str | os.PathLike, model: ResNet12, family: str, prepr
         "model_state_dict": {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()},
     }
     _check_plain(payload, str(path))
+    # Refused here, not only when loading: a diverged training job fails where it diverged.
+    problem = non_finite(payload["model_state_dict"])
+    if problem:
+        raise CheckpointError(f"save_checkpoint {path}: refused: {problem}; training diverged (lower the "
+                              "learning rate, or check the data); nothing was written")
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -375,12 +381,13 @@ def _load_strict(model: nn.Module, state: dict, path: Path, naming: str = "rfs")
     model.load_state_dict(state, strict=False)
 
 
-def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
-    """NaN or inf in a weight or a BatchNorm statistic: an error naming the file and the key(s)."""
-    bad = [k for k, v in state.items() if v.is_floating_point() or v.is_complex()
+def non_finite(state: Mapping[str, torch.Tensor]) -> str | None:
+    """What is NaN or inf in a state dict ("key 'x' holds non-finite values (3 NaN of 64) (and ...)"),
+    or None when every floating-point tensor is finite."""
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
            if not bool(torch.isfinite(v).all())]
     if not bad:
-        return
+        return None
     v = state[bad[0]]
     n_nan, n_inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
     counts = " and ".join(c for c in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if c)
@@ -388,9 +395,16 @@ def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
     if len(bad) > 1:
         shown = ", ".join(repr(k) for k in bad[1:6]) + (", ..." if len(bad) > 6 else "")
         more = f" (and {len(bad) - 1} more key{'s' if len(bad) > 2 else ''}: {shown})"
-    raise CheckpointError(f"{path}: key {bad[0]!r} holds non-finite values ({counts} of {v.numel()}){more}. "
-                          "A model with NaN/inf weights or BatchNorm statistics cannot be evaluated (its training "
-                          "diverged, or the file is damaged): retrain it, or fetch the file again.")
+    return f"key {bad[0]!r} holds non-finite values ({counts} of {v.numel()}){more}"
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """NaN or inf in a weight or a BatchNorm statistic: an error naming the file and the key(s)."""
+    problem = non_finite(state)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}. A model with NaN/inf weights or BatchNorm statistics cannot be "
+                              "evaluated (its training diverged, or the file is damaged): retrain it, or fetch the "
+                              "file again.")
 
 
 def _published_family(path: Path, meta: dict, family: str | None) -> str:

@@ -17,7 +17,8 @@ import jsonschema
 import pandas as pd
 import yaml
 
-SHEET_COLUMNS = ["name", "family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle", "replicates"]
+SHEET_COLUMNS = ["name", "family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle", "replicates",
+                 "size"]
 MADE_HERE = ("train", "init")  # sources the workflow makes itself: one checkpoint per replicate
 _BOOL = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "": False}
 
@@ -160,16 +161,35 @@ def _unique_ignoring_case(source: str, what: str, names: list[str]) -> None:
                               "collide on a case-insensitive file system (macOS, Windows): rename one")
 
 
-def sheet_path(value: str | Path, workflow_dir: str | Path) -> Path:
-    """The config's checkpoint_sheet: as given when it exists (run from the workflow folder, or an
-    absolute path), else under the workflow folder."""
+def sheet_path(value: str | Path, workflow_dir: str | Path | None) -> Path:
+    """The config's checkpoint_sheet: as given when it exists (relative to the working directory, or
+    an absolute path), else under the workflow folder (None: a remote module has none on disk)."""
     p = Path(value)
-    return p if p.is_absolute() or p.exists() else Path(workflow_dir, p)
+    return p if p.is_absolute() or p.exists() or workflow_dir is None else Path(workflow_dir, p)
 
 
-def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.DataFrame:
-    """Read and validate the checkpoint sheet; one error message per bad row names line, row name and field."""
+def local_file_roots(config: dict, project_dir: str | Path | None = None) -> list[Path]:
+    """Where `file` rows may copy from: the project directory (the working directory) and the
+    config's fetch.local_roots (relative ones to the project directory), links resolved."""
+    project = Path(project_dir if project_dir is not None else Path.cwd()).resolve()
+    roots = ((config.get("fetch") or {}).get("local_roots") or [])
+    return [project] + [(project / Path(r).expanduser()).resolve() for r in roots]
+
+
+def _outside_roots(uri: str, roots: list[Path]) -> Path | None:
+    """The real path of a `file` row's uri when it lies outside every root, else None."""
+    real = (roots[0] / Path(uri).expanduser()).resolve()  # relative paths: to the project directory
+    return None if any(real == r or r in real.parents for r in roots) else real
+
+
+def load_sheet(path: str | Path, schema_path: str | Path, config: dict,
+               project_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read and validate the checkpoint sheet; one error message per bad row names line, row name and field.
+
+    A `file` row must point inside the project directory (default: the working directory) or one of
+    the config's fetch.local_roots: a sheet from elsewhere cannot copy /etc/passwd into resources/."""
     path = Path(path)
+    roots = local_file_roots(config, project_dir)
     if not path.is_file():
         raise ConfigError(f"{path}: checkpoint sheet not found")
     with open(path, newline="", encoding="utf-8") as f:
@@ -189,8 +209,9 @@ def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.Da
         row: dict[str, Any] = {k: (v or "").strip() for k, v in raw.items() if v is not None}
         if "allow_pickle" in row:
             row["allow_pickle"] = _parse_bool(row["allow_pickle"], f"{where}: field 'allow_pickle'")
-        if row.get("replicates", "") != "":
-            row["replicates"] = _parse_int(row["replicates"], f"{where}: field 'replicates'")
+        for column in ("replicates", "size"):
+            if row.get(column, "") != "":
+                row[column] = _parse_int(row[column], f"{where}: field {column!r}")
         row = {k: v for k, v in row.items() if not (v == "" and k not in ("uri", "checksum"))}
         try:
             check_against_schema(row, schema, where)
@@ -212,6 +233,10 @@ def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.Da
             raise ConfigError(f"{where}: field 'uri': required for source {row['source']!r}")
         if row["source"] == "url" and not row["checksum"]:
             raise ConfigError(f"{where}: field 'checksum': required for source 'url' (md5:... or sha256:...)")
+        if row["source"] == "file" and (real := _outside_roots(row["uri"], roots)) is not None:
+            raise ConfigError(f"{where}: field 'uri': {row['uri']!r} is {real}, outside the project directory "
+                              f"({roots[0]}){' and fetch.local_roots' if len(roots) > 1 else ''}; a file row copies "
+                              "only from there. If you mean it, add its folder to fetch.local_roots in the config")
         rows.append(row)
     if not rows:
         raise ConfigError(f"{path}: no checkpoint rows")
@@ -219,7 +244,7 @@ def load_sheet(path: str | Path, schema_path: str | Path, config: dict) -> pd.Da
 
 
 CHECKPOINT_COLUMNS = ["name", "row", "family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle",
-                      "replicate", "role"]
+                      "size", "replicate", "role"]
 
 
 def expand_sheet(sheet: pd.DataFrame, replicates: Mapping[str, int], where: str = "checkpoint sheet") -> pd.DataFrame:
@@ -233,6 +258,8 @@ def expand_sheet(sheet: pd.DataFrame, replicates: Mapping[str, int], where: str 
     for name, row in sheet.iterrows():
         base = {k: row[k] for k in ("family", "arch", "source", "uri", "checksum", "train_set", "allow_pickle")}
         base["allow_pickle"] = bool(base["allow_pickle"]) if not pd.isna(base["allow_pickle"]) else False
+        size = row.get("size")
+        base["size"] = None if size is None or pd.isna(size) else int(size)  # a fetched row's exact size
         role = "control" if row["source"] == "init" else "trained"
         if row["source"] in MADE_HERE:
             n = row["replicates"]
@@ -247,4 +274,6 @@ def expand_sheet(sheet: pd.DataFrame, replicates: Mapping[str, int], where: str 
                                   "rename one of the rows")
             seen[ck.lower()] = ck
             out.append({"name": ck, "row": name, **base, "replicate": k, "role": role})
-    return pd.DataFrame(out, columns=CHECKPOINT_COLUMNS).set_index("name", drop=False)
+    frame = pd.DataFrame(out, columns=CHECKPOINT_COLUMNS)
+    frame["size"] = pd.Series([r["size"] for r in out], index=frame.index, dtype=object)  # ints and None, not floats
+    return frame.set_index("name", drop=False)

@@ -32,7 +32,16 @@ import yaml
 
 from divcoeff.config import ConfigError, check_against_schema
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "schemas" / "config.schema.yaml"
+
+def _schema_dir() -> Path:
+    """Package data (divcoeff/schemas links config/schemas; a wheel holds copies), so an installed library
+    needs no workflow folder; else config/schemas beside the package (a copy or checkout without the link)."""
+    package = Path(__file__).resolve().parent
+    return package / "schemas" if (package / "schemas").is_dir() else package.parent / "config" / "schemas"
+
+
+SCHEMA_PATH = _schema_dir() / "config.schema.yaml"
+SHEET_SCHEMA_PATH = SCHEMA_PATH.with_name("checkpoints.schema.yaml")
 
 
 @functools.cache
@@ -534,6 +543,8 @@ class FetchSettings(Settings):
     zenodo_max_wait_s: float
     archive_max_bytes: int
     archive_max_ratio: float
+    max_bytes: int                      # a url checkpoint's cap (a row's size column is exact)
+    local_roots: tuple                  # folders besides the project's that file rows may copy from
 
 
 # ------------------------------------------------------------------------------------ workflow

@@ -4,7 +4,16 @@ import re as _re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, workflow.basedir)  # the divcoeff library, also inside conda envs
+# This workflow's own folder: workflow.basedir is the folder of the *using* workflow when this one
+# runs as a Snakemake module. None for a remote module (snakedeploy's github(...)), whose divcoeff
+# library comes installed (pip) and whose schemas come with it as package data.
+_HERE = workflow.current_basedir
+WORKFLOW_DIR = (
+    Path(_HERE.get_path_or_uri(secret_free=True)).parent if _HERE.is_local else None
+)
+if WORKFLOW_DIR is not None:
+    # the divcoeff library, also inside conda envs
+    sys.path.insert(0, str(WORKFLOW_DIR))
 
 from divcoeff.codeversion import rule_code_versions
 from divcoeff.fetch.redact import redact, redact_obj
@@ -15,7 +24,13 @@ from divcoeff.config import (
     sheet_path,
     validate_config,
 )
-from divcoeff.settings import OWN_TEST, SCHEMA_PATH, train_set_spec, workflow_settings
+from divcoeff.settings import (
+    OWN_TEST,
+    SCHEMA_PATH,
+    SHEET_SCHEMA_PATH,
+    train_set_spec,
+    workflow_settings,
+)
 
 CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
 # Checked against the schema (which fills in every default), naming file and field, before any job.
@@ -28,10 +43,9 @@ S = workflow_settings(config, CONFIG_SOURCE)
 CODE = rule_code_versions()
 
 
+# The user's sheet, from the working directory (else the embedded one, under WORKFLOW_DIR).
 SHEET = load_sheet(
-    sheet_path(S.checkpoint_sheet, workflow.basedir),
-    Path(workflow.basedir, "config/schemas/checkpoints.schema.yaml"),
-    config,
+    sheet_path(S.checkpoint_sheet, WORKFLOW_DIR), SHEET_SCHEMA_PATH, config
 )
 # One row per checkpoint: a train/init sheet row stands for its replicates <name>-r<k>.
 CKPTS = expand_sheet(SHEET, S.training.replicates.as_dict(), S.checkpoint_sheet)

@@ -270,9 +270,25 @@ def test_non_finite_values_in_several_keys_are_all_counted(tmp_path):
 
 
 def test_our_own_checkpoint_with_non_finite_statistics_is_refused(tmp_path):
+    path = tmp_path / "ours.pt"
+    save_checkpoint(path, ResNet12(NARROW, in_channels=1, num_classes=5), "pt", PRE)
+    # A file damaged after it was written (save_checkpoint itself refuses NaN, below).
+    raw = torch.load(path, weights_only=True)
+    raw["model_state_dict"]["layer2.0.bn3.running_var"][2] = float("nan")
+    torch.save(raw, path)
+    _fails(path, "key 'layer2.0.bn3.running_var' holds non-finite values (1 NaN of 6)")
+
+
+@pytest.mark.parametrize("value, kind", [(float("nan"), "NaN"), (float("inf"), "inf"), (float("-inf"), "inf")])
+def test_save_refuses_non_finite_weights_naming_key_and_count_and_writes_nothing(tmp_path, value, kind):
     model = ResNet12(NARROW, in_channels=1, num_classes=5)
     with torch.no_grad():
-        model.layer2[0].bn3.running_var[2] = float("nan")
-    path = tmp_path / "ours.pt"
-    save_checkpoint(path, model, "pt", PRE)
-    _fails(path, "key 'layer2.0.bn3.running_var' holds non-finite values (1 NaN of 6)")
+        model.layer3[0].conv2.weight.view(-1)[:3] = value  # 8 x 8 x 3 x 3
+        model.cls.bias[0] = float("nan")
+    path = tmp_path / "diverged.pt"
+    with pytest.raises(CheckpointError) as e:
+        save_checkpoint(path, model, "pt", PRE)
+    msg = str(e.value)
+    assert msg.startswith(f"save_checkpoint {path}: refused: key 'layer3.0.conv2.weight' holds non-finite values "
+                          f"(3 {kind} of {8 * 8 * 3 * 3}) (and 1 more key: 'cls.bias')")
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one

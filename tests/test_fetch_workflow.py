@@ -68,7 +68,8 @@ def test_fetch_checkpoint_rule_fetches_every_source(repo, config, tmp_path):
         ])
         config.update(checkpoint_sheet=str(sheet),
                       fetch={"zenodo_url": server.url, "retries": 1, "backoff_s": 0.01, "timeout_s": 10,
-                             "hf_cache": str(tmp_path / "hf-cache")})
+                             "hf_cache": str(tmp_path / "hf-cache"),
+                             "local_roots": [str(tmp_path)]})  # the run in other/ copies from its parent too
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
         names = ["z-usl", "u-maml", "h-x", "f-mine"]
         targets = [f"resources/checkpoints/{n}.pt" for n in names]

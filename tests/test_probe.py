@@ -1,6 +1,8 @@
 """The probe the workflow pretrains itself (rule train_probe): seeded, learns, and loads back as a probe."""
+import pytest
 import torch
 
+from divcoeff.checkpoints import CheckpointError
 from divcoeff.task2vec.probes import build_probe
 from divcoeff.settings import ProbeSettings
 from divcoeff.training.probe import probe_targets, train_probe, write_probe
@@ -38,3 +40,14 @@ def test_domain_labels_are_the_scripts(make_view):
     assert n == view.n_classes + 3 and y.shape == (len(view.table), 2)
     head = train_probe(view, settings(labels="domains"), seed=3)
     assert head["meta"]["settings"]["pool"]["labels"] == "domains"
+
+
+def test_a_probe_with_non_finite_weights_is_not_written(make_view, tmp_path):
+    payload = train_probe(make_view(split="train"), settings(), seed=3)
+    key = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][key].view(-1)[0] = float("nan")
+    path = tmp_path / "probe.pt"
+    with pytest.raises(CheckpointError, match=rf"write_probe {path}: refused: key {key!r} holds non-finite "
+                                              r"values \(1 NaN of \d+\)"):
+        write_probe(path, payload)
+    assert not path.exists()

@@ -101,7 +101,7 @@ def test_adding_a_replicate_runs_only_its_jobs(finished_run, tmp_path):
 
 def test_a_corrupt_checkpoint_fails_alone_with_a_clear_log(tiny_run, tmp_path):
     repo, wd = tiny_run
-    bad = tmp_path / "bad.pt"
+    bad = wd / "bad.pt"  # inside the project: a file row may not copy from elsewhere (fetch.local_roots)
     bad.write_bytes(b"this is not a checkpoint")
     sheet = tmp_path / "checkpoints.tsv"
     sheet.write_text((repo / "config/tiny/checkpoints.tsv").read_text()

@@ -20,5 +20,9 @@ with log_to(snakemake.log[0]) as log:
              redact(entry["uri"]))
     # Settings come from the config, not params: retries and timeouts do not change the file, so
     # they stay out of the between-workflow cache key.
-    fetch(snakemake.params.source, entry["uri"], out.file, entry["checksum"] or None,
-          settings=fetch_settings(snakemake.config["fetch"]))
+    # Benchmark files can be far larger than checkpoints: a url file is capped at what one archive
+    # may expand to (fetch.archive_max_bytes), or held to its entry's size.
+    settings = fetch_settings(snakemake.config["fetch"])
+    fetch(snakemake.params.source, entry["uri"], out.file, entry["checksum"] or None, settings=settings,
+          size=entry.get("size"), max_bytes=settings.archive_max_bytes,
+          label=f"benchmarks.{w.benchmark}.files {entry['name']!r}")

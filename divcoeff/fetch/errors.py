@@ -17,3 +17,7 @@ class FetchError(RuntimeError):
 
 class ChecksumError(FetchError):
     """The bytes that arrived are not the ones the record, the Hub or the sheet promised."""
+
+
+class SizeLimitError(FetchError):
+    """More bytes arrived (or were announced) than the download may have (`fetch.max_bytes`); nothing was kept."""

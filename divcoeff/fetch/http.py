@@ -10,7 +10,9 @@ retried with exponential backoff; other HTTP errors fail at once with the URL in
 
 When the size of the file is known in advance (a Zenodo record declares it), a larger
 Content-Length fails before the body is read, and a body without one is read to at most one byte
-past the declared size: a server sending 50 MB for a 100 kB file costs 100 kB, not 50 MB.
+past the declared size: a server sending 50 MB for a 100 kB file costs 100 kB, not 50 MB. When it
+is not, a cap (`max_bytes`; `fetch.max_bytes` for url rows) bounds it the same way: an endless
+stream stops one byte past the cap and its partial file is deleted.
 
 Every process uses one `requests.Session` (`session()`), whose User-Agent names this project,
 its version and, when configured (`fetch.contact`), who runs it. URLs and messages go through
@@ -35,7 +37,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from .checksums import Checksum, hash_file, verify
-from .errors import ChecksumError, FetchError
+from .errors import ChecksumError, FetchError, SizeLimitError
 from .pace import Pacer
 from ..settings import FetchSettings, fetch_settings
 from .redact import redact
@@ -276,14 +278,25 @@ def _too_large(partial: _Resumable, what: str, url: str, limit: int, detail: str
                          f"from {redact(url)}; nothing was kept")
 
 
+def _over_cap(partial: _Resumable, what: str, url: str, cap: int, detail: str) -> SizeLimitError:
+    partial.discard()
+    return SizeLimitError(f"{what}: larger than the limit of {cap} bytes (fetch.max_bytes, or the row's size): "
+                          f"{detail} from {redact(url)}; the partial file was deleted")
+
+
 def _transfer(http: requests.Session, partial: _Resumable, what: str, settings: HttpSettings,
-              limit: int | None = None, pace: Pacer | None = None, extra_headers: dict | None = None) -> None:
+              limit: int | None = None, pace: Pacer | None = None, extra_headers: dict | None = None,
+              cap: int | None = None) -> None:
     """One GET: continue the partial file (or start it) and stop when the server stops sending.
 
     With `limit` (the declared size), a larger announced size fails before the body is read and
-    at most limit + 1 bytes are read in all."""
+    at most limit + 1 bytes are read in all. With `cap` (the most a file of unknown size may
+    have), a larger announced size fails before the body and at most cap + 1 bytes are read."""
+    if limit is not None:
+        cap = None  # the exact size is the stricter bound
     have, validator = partial.bytes_on_disk()
-    if limit is not None and have > limit:
+    bound = limit if limit is not None else cap
+    if bound is not None and have > bound:
         partial.discard()
         have, validator = 0, None
     url = partial.url
@@ -319,12 +332,14 @@ def _transfer(http: requests.Session, partial: _Resumable, what: str, settings: 
                 total = int(length) if length and length.isdigit() and not encoded else None
             if limit is not None and total is not None and total != limit:
                 raise _too_large(partial, what, url, limit, f"the server announces {total}")
+            if cap is not None and total is not None and total > cap:
+                raise _over_cap(partial, what, url, cap, f"the server announces {total}")
             partial.start(_validator(r) or validator, total)
             # Keep every byte that arrives, even when the connection drops before Content-Length
             # is reached (urllib3 would otherwise discard the last read); the size check below
             # then reports the cut and the next attempt resumes after those bytes.
             r.raw.enforce_content_length = False
-            budget = None if limit is None else limit + 1 - have  # one byte past the limit proves it too long
+            budget = None if bound is None else bound + 1 - have  # one byte past the bound proves it too long
             with open(partial.part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                                       desc=partial.part.name.removesuffix(".part")[-40:], mininterval=5,
                                                       leave=False) as bar:
@@ -337,8 +352,10 @@ def _transfer(http: requests.Session, partial: _Resumable, what: str, settings: 
                     if budget is not None:
                         budget -= len(chunk)
             if budget is not None and budget <= 0:
-                raise _too_large(partial, what, url, limit, f"more than {limit} bytes arrived (stopped reading at "
-                                 f"{limit + 1})")
+                stopped = f"more than {bound} bytes arrived (stopped reading at {bound + 1})"
+                if limit is not None:
+                    raise _too_large(partial, what, url, limit, stopped)
+                raise _over_cap(partial, what, url, cap, stopped)
     except requests.exceptions.SSLError as e:
         raise FetchError(f"{what}: TLS error talking to {redact(url)}: {e}") from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
@@ -354,13 +371,14 @@ def _transfer(http: requests.Session, partial: _Resumable, what: str, settings: 
 def download(url: str, dest: str | os.PathLike, *, what: str, settings: HttpSettings,
              expected: list[tuple[str, Checksum]] = (), expected_size: int | None = None,
              http: requests.Session | None = None, pace: Pacer | None = None,
-             headers: dict | None = None) -> Download:
+             headers: dict | None = None, max_bytes: int | None = None) -> Download:
     """Download `url` to `dest` (atomically, resuming a partial file of an earlier attempt).
 
     `expected` lists (origin, checksum) pairs, e.g. ("the Zenodo record", md5:...); each is
     checked before the rename. `expected_size` (the declared size) bounds what is read: more
-    bytes fail the download at once. On any failure `dest` does not exist; a partial file is
-    kept only when the failure was in transfer (so a rerun resumes), never after a mismatch.
+    bytes fail the download at once. `max_bytes` caps a file of unknown size: past it the download
+    fails at once (SizeLimitError). On any failure `dest` does not exist; a partial file is kept
+    only when the failure was in transfer (so a rerun resumes), never after a mismatch or a cap.
     `pace` paces every request; `headers` are sent with each (e.g. Authorization).
     """
     dest = Path(dest)
@@ -370,9 +388,9 @@ def download(url: str, dest: str | os.PathLike, *, what: str, settings: HttpSett
     if resumed_from:
         log.info("%s: %d bytes of an earlier attempt in %s", what, resumed_from, partial.part)
     try:
-        _, attempts = with_retries(lambda: _transfer(http, partial, what, settings, expected_size, pace, headers),
-                                   what, settings)
-    except ChecksumError:
+        _, attempts = with_retries(lambda: _transfer(http, partial, what, settings, expected_size, pace, headers,
+                                                     max_bytes), what, settings)
+    except (ChecksumError, SizeLimitError):
         raise
     except FetchError as e:
         kept = partial.part.stat().st_size if partial.part.exists() else 0

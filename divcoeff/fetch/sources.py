@@ -5,11 +5,12 @@
 | zenodo | `<record id>/<file key>` | the record's md5 (always), the sheet's checksum |
 | zenodo | `<record id>/<archive key>#<member path>` | the archive's md5 from the record, the sheet's checksum of the member (zenodo_members) |
 | hf | `<namespace>/<repo>/<path>@<revision>` | the Hub's ETag (LFS sha256 / git blob id), the sheet's checksum |
-| url | `http(s)://...` | the sheet's checksum (required) |
+| url | `http(s)://...` | the sheet's checksum (required); at most `fetch.max_bytes`, or exactly the row's `size` |
 | file | a local path | the sheet's checksum, if given (the file is hashed and recorded either way) |
 
 The file lands at `dest` atomically and `<dest>.provenance.json` records where it came from and
-its size, sha256 and md5. A failure leaves neither of the two behind.
+its size, sha256 and md5. A failure leaves neither of the two behind. A `size` given (the sheet's
+column) must match for every source; for a url it also bounds what is read.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from ..io import atomic_path
 from .checksums import Checksum, hash_file, parse_checksum, verify
-from .errors import FetchError
+from .errors import ChecksumError, FetchError
 from .hf import fetch_hf
 from .http import HttpSettings, download, session
 from .provenance import make_provenance, provenance_path, write_provenance
@@ -33,7 +34,10 @@ log = logging.getLogger("divcoeff.fetch")
 _URL = re.compile(r"^https?://\S+$")
 
 
-def fetch_url(uri: str, dest: Path, expected: Checksum | None, settings: FetchSettings) -> dict:
+def fetch_url(uri: str, dest: Path, expected: Checksum | None, settings: FetchSettings, *,
+              size: int | None = None, max_bytes: int | None = None) -> dict:
+    """`size` (the row's, exact) or else `max_bytes` (default `fetch.max_bytes`) bounds what is read: an
+    endless or oversized stream stops one byte past it and nothing is kept."""
     what = f"URL {redact(uri)}"
     if not _URL.match(uri):
         raise FetchError(f"url {uri!r}: expected an http:// or https:// URL")
@@ -41,7 +45,8 @@ def fetch_url(uri: str, dest: Path, expected: Checksum | None, settings: FetchSe
         raise FetchError(f"{what}: a checksum (md5:... or sha256:...) is required for source 'url'; "
                          "without one nothing says the bytes are the right ones")
     result = download(uri, dest, what=what, settings=HttpSettings.from_settings(settings),
-                      expected=[("the checkpoint sheet", expected)], http=session(settings.contact))
+                      expected=[("the checkpoint sheet", expected)], http=session(settings.contact),
+                      expected_size=size, max_bytes=settings.max_bytes if max_bytes is None else max_bytes)
     return {"url": result.url, "size": result.size, "sha256": result.sha256, "md5": result.md5,
             "verified": result.verified, "attempts": result.attempts}
 
@@ -65,12 +70,15 @@ HANDLERS = {"zenodo": fetch_zenodo_uri, "hf": fetch_hf, "url": fetch_url, "file"
 
 
 def fetch(source: str, uri: str, dest: str | os.PathLike, checksum: str | None = None, *,
-          settings: FetchSettings | dict | None = None) -> dict:
+          settings: FetchSettings | dict | None = None, size: int | None = None, max_bytes: int | None = None,
+          label: str | None = None) -> dict:
     """Download or copy `uri` to `dest` atomically, verify it, write `<dest>.provenance.json`, return that record.
 
     `checksum` is `md5:<hex>` or `sha256:<hex>` (or empty); `settings` is the config's `fetch:`
-    section (zenodo_url, retries, timeout_s, backoff_s, hf_endpoint, hf_cache).
-    Raises FetchError (ChecksumError for wrong bytes) naming the record, repo, file or URL.
+    section (zenodo_url, retries, timeout_s, backoff_s, hf_endpoint, hf_cache, max_bytes).
+    `size` (bytes) must match exactly; `max_bytes` caps a url download (default `fetch.max_bytes`).
+    Raises FetchError (ChecksumError for wrong bytes, SizeLimitError past the cap) naming the
+    record, repo, file or URL, after `label` (e.g. the sheet row) when given.
     """
     if source not in HANDLERS:
         hint = " ('train' checkpoints are made by the workflow, not fetched)" if source == "train" else ""
@@ -87,7 +95,19 @@ def fetch(source: str, uri: str, dest: str | os.PathLike, checksum: str | None =
     dest.unlink(missing_ok=True)
     prov_path.unlink(missing_ok=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    details = HANDLERS[source](uri, dest, expected, settings)
+    try:
+        if source == "url":
+            details = fetch_url(uri, dest, expected, settings, size=size, max_bytes=max_bytes)
+        else:
+            details = HANDLERS[source](uri, dest, expected, settings)
+        if size is not None and details["size"] != size:
+            dest.unlink(missing_ok=True)
+            raise ChecksumError(f"{source} {redact(uri)}: size mismatch: expected {size} bytes, got "
+                                f"{details['size']}; the file was deleted")
+    except FetchError as e:
+        if label:
+            raise type(e)(f"{label}: {e}") from None
+        raise
     shown = redact(uri)  # user:password@, token=... and the like stay out of files and logs
     record = redact_obj(make_provenance(source, shown, details))
     try:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from divcoeff.checkpoints import CheckpointError, non_finite
 from divcoeff.data.views import View
 from divcoeff.io import atomic_path
 from divcoeff.task2vec.probes import (IMAGENET_MEAN, IMAGENET_STD, PROBE_FORMAT, seeded_reinit_,
@@ -98,5 +99,9 @@ def train_probe(view: View, settings: ProbeSettings, *, seed: int, device: torch
 
 
 def write_probe(path: str | os.PathLike, payload: dict) -> None:
+    problem = non_finite(payload["state_dict"])
+    if problem:  # as save_checkpoint: a diverged probe fails where it diverged
+        raise CheckpointError(f"write_probe {path}: refused: {problem}; the probe's training diverged; "
+                              "nothing was written")
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -75,9 +75,7 @@ def report_npz_files(wildcards):
 
 # report.published: relative to the working directory when it exists there, else to the workflow.
 PUBLISHED_TABLE = (
-    str(sheet_path(S.report.published, workflow.basedir))
-    if S.report.published
-    else None
+    str(sheet_path(S.report.published, WORKFLOW_DIR)) if S.report.published else None
 )
 
 
