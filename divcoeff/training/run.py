@@ -63,11 +63,15 @@ def train_checkpoint(view: View, family: str, settings: TrainSettings, *, seed: 
              device, torch.get_num_threads())
     with seeded_torch(derive_seed(seed, "torch"), device):
         model = build_model(settings, view.channels, head, device)
+        if device.type == "cpu":
+            # Channels-last convolutions are ~1.4x faster for PT on a CPU (bench/train.py); the
+            # checkpoint is stored contiguous below.
+            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         if family == "pt":
             history = train_pt(model, x, y, settings, numpy_rng(seed, "batches"), desc=name)
         else:
             history = train_maml(model, view, x, settings, derive_seed(seed, "tasks"), desc=name)
-    model.eval()
+    model.eval().to(memory_format=torch.contiguous_format)
     seconds = time.perf_counter() - started
     stopped_by = history.pop("stopped_by")
     taken = len(history["loss"])
