@@ -9,7 +9,7 @@ import pytest
 import torch
 
 BENCH_FIGURES = {"task2vec-faithful-loop", "task2vec-faithful-batched", "task2vec-exact", "evaluate-pt",
-                 "train-pt", "train-maml", "maml-adaptation"}
+                 "train-pt", "train-maml", "train-replicates-pt", "train-replicates-maml", "maml-adaptation"}
 FIGURE = re.compile(r"^FIGURE (\S+) \[(.+?)\]: (.*\d.*)$")
 
 
