@@ -46,7 +46,7 @@ def test_groups_train_their_replicates_and_the_summary_says_what_stopped_them(ti
     import pandas as pd
     _, wd = tiny_run
     group = wd / "results/checkpoints/groups/pt-tiny-1s-g0"
-    assert sorted(p.name for p in group.iterdir()) == ["pt-tiny-1s-r0.pt", "pt-tiny-1s-r1.pt"]
+    assert sorted(p.name for p in group.glob("*.pt")) == ["pt-tiny-1s-r0.pt", "pt-tiny-1s-r1.pt"]
     for name in ("pt-tiny-1s-r0", "pt-tiny-1s-r1"):
         assert (wd / f"results/checkpoints/{name}.pt").read_bytes() == (group / f"{name}.pt").read_bytes()
     assert (wd / "benchmarks/train/pt-tiny-1s-g0.tsv").exists()
