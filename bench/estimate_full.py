@@ -39,7 +39,10 @@ def load(config_path: Path):
 
 
 def job_seconds(run: Path) -> dict[str, list[float]]:
-    """Seconds of every benchmarked job, by kind: train-pt, train-maml, train-control, eval-pt, ..."""
+    """Seconds of every benchmarked job, by kind: train-pt, train-maml, train-control, eval-pt, ...
+    (a training group's job: its seconds over the number of checkpoints it made).
+    Training is scaled by the step cap: runs that stop earlier by training.convergence make it an
+    overestimate."""
     kinds: dict[str, list[float]] = {}
     for path in sorted((run / "benchmarks").glob("*/*.tsv")):
         stage, name = path.parent.name, path.stem
@@ -50,6 +53,10 @@ def job_seconds(run: Path) -> dict[str, list[float]]:
         elif stage == "data":
             kind = "data"
         seconds = float(path.read_text().splitlines()[1].split("\t")[0])
+        group = run / "results/checkpoints/groups" / name
+        if stage == "train" and group.is_dir():
+            # a group job (training.replicate_group) trained every checkpoint in its folder: per checkpoint
+            seconds /= max(1, len(list(group.glob("*.pt"))))
         kinds.setdefault(kind, []).append(seconds)
     return kinds
 

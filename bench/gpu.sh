@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every bench on one CUDA GPU, at sizes meant for a big one (an H200: the whole script is budgeted
-# at 8 minutes there, each bench under a timeout that keeps it so), or with --smoke the same
+# at 10 minutes there, each bench under a timeout that keeps it so), or with --smoke the same
 # benches at tiny sizes on the CPU (seconds; tests/test_bench_gpu.py runs it).
 #
 #   bash bench/gpu.sh            # CUDA; stops at once, saying so, when torch sees no GPU
@@ -72,7 +72,7 @@ run() {
 }
 
 if [ "$mode" = gpu ]; then
-  # Budgets sum to 435 s (+5 s grace each): the whole script stays within 8 minutes on the GPU.
+  # Budgets sum to 555 s (+5 s grace each): the whole script stays within 10 minutes on the GPU.
   # Task2Vec faithful, published code path vs our engines (same draws), at 32 and 84 px
   run task2vec-32px 85 bench/task2vec.py "${DEV[@]}" --size 32 --tasks 4 --rounds 2 \
     --methods faithful-loop,faithful-batched
@@ -85,6 +85,8 @@ if [ "$mode" = gpu ]; then
     --widths 64,160,320,640 --classes-per-domain 40 --images-per-class 20
   # training, published widths
   run train 70 bench/train.py "${DEV[@]}" --set 'widths=[64,160,320,640]' --set steps=200
+  # replicates: one process a checkpoint vs groups of R, and vmapped PT steps; the study's widths
+  run train-replicates 120 bench/train.py "${DEV[@]}" --set steps=40 --replicates 2,3,5 --singles 1
   # MAML adaptation, published widths at 84 px, 10 inner steps
   run maml 70 bench/maml.py "${DEV[@]}" --widths 64,160,320,640 --size 84 --channels 3 --episodes 600 \
     --loop-episodes 20 --steps 10
@@ -94,6 +96,8 @@ else
   run evaluate 60 bench/evaluate.py "${DEV[@]}" --n-episodes 12 --straightforward-episodes 3 \
     --widths 4,4,8,8 --classes-per-domain 10 --images-per-class 20
   run train 60 bench/train.py "${DEV[@]}" --set 'widths=[4,4,8,8]' --set steps=2 --heldout-episodes 5
+  run train-replicates 90 bench/train.py "${DEV[@]}" --set 'widths=[4,4,8,8]' --set steps=2 --replicates 2 \
+    --singles 1
   run maml 60 bench/maml.py "${DEV[@]}" --widths 4,4,8,8 --size 16 --episodes 4 --loop-episodes 2 --steps 2
 fi
 

@@ -448,17 +448,20 @@ def _plain(v: Any, depth: int = 0) -> Any:
 # ---------------------------------------------------------------------------------- using them
 
 def final_training_metrics(meta: dict) -> dict:
-    """Mean training loss and accuracy over the last 10% of steps (at least one), as the
-    convergence check of the summary; None for files not made by this workflow."""
+    """Mean training loss and accuracy over the last 10% of the steps taken (at least one), the
+    steps taken and what stopped them, as the convergence check of the summary; None for files not
+    made by this workflow."""
     if not isinstance(meta, dict) or meta.get("source_format") != FORMAT:
-        return {"final_loss": None, "final_accuracy": None, "steps": None}
+        return {"final_loss": None, "final_accuracy": None, "steps": None, "stopped_by": None}
     history = meta.get("history")
     loss = list(history.get("loss") or []) if isinstance(history, dict) else []
     acc = list(history.get("accuracy") or []) if isinstance(history, dict) else []
     n = max(1, len(loss) // 10)
     return {"final_loss": sum(loss[-n:]) / n if loss else None,
             "final_accuracy": sum(acc[-n:]) / n if acc else None,
-            "steps": meta.get("steps")}
+            "steps": meta.get("train_steps", meta.get("steps")),
+            # criterion | cap (training.convergence); None for controls and files from before the rule
+            "stopped_by": meta.get("stopped_by")}
 
 
 def preprocess_images(x: torch.Tensor, preprocess: Mapping) -> torch.Tensor:

@@ -173,6 +173,19 @@ class ReplicateSettings(Settings):
 
 
 @dataclass(frozen=True)
+class ConvergenceSettings(Settings):
+    """``training.convergence``: the one stopping rule (divcoeff.training.convergence); the cap is ``training.steps``."""
+
+    SECTION = "training.convergence"
+
+    enabled: bool
+    window: int
+    check_every: int
+    min_improvement: float
+    min_steps: int
+
+
+@dataclass(frozen=True)
 class TrainSettings(Settings):
     """``training:`` What is held fixed across training sets and families: architecture
     (widths, drop_rate, dropblock_size), optimiser (Adam lr, weight_decay), steps and
@@ -186,11 +199,13 @@ class TrainSettings(Settings):
     drop_rate: float
     dropblock_size: int
     steps: int
+    convergence: ConvergenceSettings
     images_per_step: int
     lr: float
     weight_decay: float
     seed: int
     replicates: ReplicateSettings
+    replicate_group: int
     maml: MamlTrainSettings
 
     def check(self, where: str) -> None:
@@ -204,9 +219,10 @@ class TrainSettings(Settings):
 
     def checkpoint_params(self) -> dict:
         """What one checkpoint's training depends on: everything but the number of replicates
-        (raising it adds checkpoints and must not retrain the others)."""
+        (raising it adds checkpoints and must not retrain the others) and how they are grouped
+        into jobs (a group trains its replicates one by one, each as it would alone)."""
         d = self.as_dict()
-        del d["replicates"]
+        del d["replicates"], d["replicate_group"]
         return d
 
     def architecture_params(self) -> dict:

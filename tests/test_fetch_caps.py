@@ -64,7 +64,7 @@ def test_a_larger_content_length_fails_before_the_body_is_read(server, settings,
 def test_the_default_cap_is_the_schemas_and_a_file_under_it_is_fetched(server, settings, tmp_path):
     from divcoeff.settings import fetch_settings
 
-    assert fetch_settings({})["max_bytes"] == 2 * 1024**3
+    assert fetch_settings({}).max_bytes == 2 * 1024**3
     url = server.add_plain("small.pt", SMALL)
     record = fetch("url", url, tmp_path / "m.pt", f"md5:{md5(SMALL)}", settings=settings)
     assert record["size"] == len(SMALL) and (tmp_path / "m.pt").read_bytes() == SMALL

@@ -183,6 +183,13 @@ def test_training_and_noise_floor_fields_are_checked(tmp_path):
     _edit(ck["eval"], lambda d: d["training"].update(final_accuracy=0.8, steps=12.5))
     with pytest.raises(ResultFileError, match=r"training\.steps: expected a whole number"):
         build_design(rows)
+    _edit(ck["eval"], lambda d: d["training"].update(steps=237, stopped_by="timeout"))
+    with pytest.raises(ResultFileError, match=r"training\.stopped_by: expected 'criterion', 'cap' or null, got 'timeout'"):
+        build_design(rows)
+    _edit(ck["eval"], lambda d: d["training"].update(stopped_by="cap"))
+    table = build_design(rows).set_index("checkpoint")
+    assert (table.loc["maml-glyphs-L4-d0-s1", "train_steps"], table.loc["maml-glyphs-L4-d0-s1", "stopped_by"]) == (237, "cap")
+    assert (table.drop(index="maml-glyphs-L4-d0-s1")["stopped_by"] == "").all()  # files from before the rule: empty
     _edit(ck["eval"], lambda d: d.update(training=[1, 2]))
     with pytest.raises(ResultFileError, match=r"field 'training': expected \{final_loss, final_accuracy, steps\}"):
         build_design(rows)

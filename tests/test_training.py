@@ -14,7 +14,9 @@ from divcoeff.training.common import calibrate_bn
 from divcoeff.training.run import config_digest, train_checkpoint, write_trained_checkpoint
 
 # 5-way 2-shot 3-query tasks, 2 per step = 50 images per step for both families.
-TINY = {"widths": [8, 8, 16, 16], "steps": 40, "images_per_step": 50, "lr": 3e-3, "weight_decay": 0.0, "seed": 1,
+# The stopping rule is off here (fixed steps); tests/test_convergence.py trains with it on.
+TINY = {"widths": [8, 8, 16, 16], "steps": 40, "convergence": {"enabled": False}, "images_per_step": 50, "lr": 3e-3,
+        "weight_decay": 0.0, "seed": 1,
         "maml": {"ways": 5, "shots": 2, "queries": 3, "meta_batch": 2, "inner_steps": 2, "inner_lr": 0.2,
                  "first_order": True, "bn_mode": "batch"}}
 
@@ -108,6 +110,7 @@ def test_trained_checkpoint_loads_back_to_identical_outputs(views, tmp_path):
     assert ck.preprocess == {"image_size": 16, "channels": 1, "mean": [0.5], "std": [0.5]}
     m = ck.meta
     assert (m["train_set"], m["steps"], m["images_seen"], m["seed"]) == ("synth-train", 3, 150, 5)
+    assert (m["train_steps"], m["stopped_by"]) == (3, "cap")
     assert m["config_sha256"] == digest and len(digest) == 64
     assert m["training"]["widths"] == [8, 8, 16, 16] and m["view"]["sha256"] == train.sha256
 

@@ -42,6 +42,22 @@ def test_tiny_study_renders_data_montage_and_episodes(tiny_run):
         assert (wd / f"logs/data/build_view_{t}.log").exists()
 
 
+def test_groups_train_their_replicates_and_the_summary_says_what_stopped_them(tiny_run):
+    import pandas as pd
+    _, wd = tiny_run
+    group = wd / "results/checkpoints/groups/pt-tiny-1s-g0"
+    assert sorted(p.name for p in group.glob("*.pt")) == ["pt-tiny-1s-r0.pt", "pt-tiny-1s-r1.pt"]
+    for name in ("pt-tiny-1s-r0", "pt-tiny-1s-r1"):
+        assert (wd / f"results/checkpoints/{name}.pt").read_bytes() == (group / f"{name}.pt").read_bytes()
+    assert (wd / "benchmarks/train/pt-tiny-1s-g0.tsv").exists()
+    table = pd.read_csv(wd / "results/summary.tsv", sep="\t", keep_default_na=False)
+    trained = table[table["role"] == "trained"]
+    assert set(trained["stopped_by"]) <= {"criterion", "cap"} and len(trained)
+    # tiny: cap 3 steps, the rule may stop at step 2 (two 1-step windows)
+    assert set(trained["train_steps"].astype(int)) <= {2, 3}
+    assert (table.loc[table["role"] == "control", "stopped_by"] == "").all()
+
+
 def test_second_run_has_nothing_to_do(tiny_run):
     repo, wd = tiny_run
     out = snakemake(repo, wd, "-n")
@@ -78,8 +94,10 @@ def test_a_new_sheet_row_runs_only_its_jobs_and_the_report(finished_run, tmp_pat
     out = snakemake(repo, wd, "-n", "--config", f"checkpoint_sheet={new}")
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = _planned_jobs(out.stdout)
-    # The row stands for training.replicates.pt = 2 seeds: two trainings, two evaluations.
-    assert jobs.pop("train_checkpoint") == 2 and jobs.pop("evaluate") == 2
+    # The row stands for training.replicates.pt = 2 seeds, one group (training.replicate_group 2): one
+    # training job, its two checkpoints copied to their paths, two evaluations.
+    assert jobs.pop("train_checkpoint") == 1 and jobs.pop("checkpoint_from_group") == 2
+    assert jobs.pop("evaluate") == 2
     assert jobs.pop("summarize") == 1 and jobs.pop("statistics") == 1 and jobs.pop("all") == 1
     assert set(jobs) <= {"plot"}, jobs    # nothing else: no diversity, data or other checkpoints
     assert "results/eval/pt-tiny-1s-again-r0.json" in out.stdout
@@ -95,8 +113,12 @@ def test_adding_a_replicate_runs_only_its_jobs(finished_run, tmp_path):
     out = snakemake(repo, wd, "-n", "--config", f"checkpoint_sheet={sheet}")
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = _planned_jobs(out.stdout)
-    assert jobs == {"train_checkpoint": 1, "evaluate": 1, "summarize": 1, "statistics": 1, "plot": 3, "all": 1}, jobs
+    # r2 opens the row's second group (replicate_group 2): that group's job alone, not r0-r1's.
+    assert jobs == {"train_checkpoint": 1, "checkpoint_from_group": 1, "evaluate": 1, "summarize": 1,
+                    "statistics": 1, "plot": 3, "all": 1}, jobs
+    assert "results/checkpoints/groups/pt-tiny-1s-g1" in out.stdout
     assert "results/checkpoints/pt-tiny-1s-r2.pt" in out.stdout
+    assert "results/checkpoints/groups/pt-tiny-1s-g0" not in out.stdout
 
 
 def test_a_corrupt_checkpoint_fails_alone_with_a_clear_log(tiny_run, tmp_path):
@@ -176,7 +198,8 @@ def test_result_settings_rerun_exactly_what_they_affect(finished_run, tmp_path):
     # An optimiser setting: every trained checkpoint and its evaluation, not the untrained control;
     # diversity and data untouched.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, training={"lr": 2e-3}))
-    assert jobs == {"train_checkpoint": 6, "evaluate": 6, **report}, jobs
+    # (4 group jobs: pt-tiny-1s r0-r1, maml-tiny-1s r0, pt-tiny-all r0-r1, maml-tiny-all r0)
+    assert jobs == {"train_checkpoint": 4, "checkpoint_from_group": 6, "evaluate": 6, **report}, jobs
     # A diversity setting: the two coefficients and the report.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, diversity={"bootstrap": 51}))
     assert jobs == {"diversity": 2, **report}, jobs

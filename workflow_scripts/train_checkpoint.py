@@ -1,5 +1,7 @@
-"""Rule train_checkpoint: train one PT or MAML checkpoint of the sheet on its training set's view,
-or make an untrained control (source init) with that view's BatchNorm statistics."""
+"""Rule train_checkpoint: train one group of replicates of a sheet row (PT or MAML) on its training
+set's view, one after another, each with its own seed, or make untrained controls (source init)
+with that view's BatchNorm statistics; writes <group dir>/<name>.pt per replicate."""
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,16 +18,22 @@ with log_to(snakemake.log[0]) as log:
     p = snakemake.params
     compute = TrainCompute.from_job(snakemake.resources, snakemake.threads)
     set_threads(compute.threads)
-    name = snakemake.wildcards.name
     settings = TrainSettings.from_config(p.training)
-    seed = derive_seed(p.master_seed, settings.seed, name)
     view = View.load(snakemake.input.tsv)
-    common = {"seed": seed, "device": pick_device(compute.device), "name": name, "train_set": p.train_set,
-              "config_sha256": config_digest(dict(p.training), dict(p.train_set_spec), p.master_seed),
-              "code_version": p.code}
-    if p.source == "init":
-        made = untrained_checkpoint(view, settings, **common)
-    else:
-        made = train_checkpoint(view, p.family, settings, **common)
-    write_trained_checkpoint(snakemake.output.checkpoint, made)
-    log.info("wrote %s", snakemake.output.checkpoint)
+    out = Path(snakemake.output.group)
+    part = out.with_name(out.name + ".part")  # the directory appears whole or not at all
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir(parents=True)
+    digest = config_digest(dict(p.training), dict(p.train_set_spec), p.master_seed)
+    for name in p.names:
+        common = {"seed": derive_seed(p.master_seed, settings.seed, name), "device": pick_device(compute.device),
+                  "name": name, "train_set": p.train_set, "config_sha256": digest, "code_version": p.code}
+        if p.source == "init":
+            made = untrained_checkpoint(view, settings, **common)
+        else:
+            made = train_checkpoint(view, p.family, settings, **common)
+        write_trained_checkpoint(part / f"{name}.pt", made)
+        log.info("trained %s (%d of %d in group %s)", name, p.names.index(name) + 1, len(p.names), out.name)
+    shutil.rmtree(out, ignore_errors=True)
+    part.rename(out)
+    log.info("wrote %s: %s", out, ", ".join(p.names))

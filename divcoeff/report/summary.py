@@ -22,9 +22,9 @@ Columns (`COLUMNS`, in this order):
   (0 for the exact Fisher, empty where not measured);
 - accuracy / loss / loss_calibrated _mean, _lo, _hi: mean over the held-out episodes and its
   95% t-interval over episodes;
-- final_train_loss, final_train_acc, train_steps: the training run's mean loss and accuracy
-  over its last 10% of steps and its number of steps (empty for downloaded checkpoints and
-  controls);
+- final_train_loss, final_train_acc, train_steps, stopped_by: the training run's mean loss and
+  accuracy over the last 10% of the steps it took, its number of steps, and what stopped it
+  (`criterion` or `cap`, training.convergence) (empty for downloaded checkpoints and controls);
 - n_episodes, ways, shots, queries, probe, diversity_method, diversity_seed, eval_seed;
   heldout_overlap: empty, or what the held-out view shares with the checkpoint's training set
   ("12 images, 3 classes"; only with evaluation.allow_overlap: true).
@@ -56,14 +56,14 @@ COLUMNS = [
     "diversity", "diversity_ci_pairs_t_lo", "diversity_ci_pairs_t_hi",
     "diversity_ci_bootstrap_lo", "diversity_ci_bootstrap_hi", "vendi", "tasks", "noise_floor",
     *[f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")],
-    "final_train_loss", "final_train_acc", "train_steps",
+    "final_train_loss", "final_train_acc", "train_steps", "stopped_by",
     "n_episodes", "ways", "shots", "queries",
     "probe", "diversity_method", "diversity_seed", "eval_seed", "heldout_overlap",
 ]
 INT_COLUMNS = ["replicate", "tasks", "train_steps", "n_episodes", "ways", "shots", "queries", "diversity_seed",
                "eval_seed"]
 TEXT_COLUMNS = ["checkpoint", "family", "arch", "role", "train_set", "level", "evaluation", "method", "protocol", "probe",
-                "diversity_method", "heldout_overlap"]
+                "diversity_method", "heldout_overlap", "stopped_by"]
 
 _EPISODE_SEED = re.compile(r"-seed(\d+)\.json$")
 
@@ -137,11 +137,11 @@ def _noise_floor(doc: Mapping, where: str) -> float:
 
 
 def training_fields(doc: Mapping, where: str) -> dict:
-    """final_train_loss, final_train_acc, train_steps from the evaluation JSON's `training` field
+    """final_train_loss, final_train_acc, train_steps, stopped_by from the evaluation JSON's `training` field
     (null, or absent in files from before it existed: all empty)."""
     training = doc.get("training")
     if training is None:
-        return {"final_train_loss": math.nan, "final_train_acc": math.nan, "train_steps": None}
+        return {"final_train_loss": math.nan, "final_train_acc": math.nan, "train_steps": None, "stopped_by": ""}
     if not isinstance(training, Mapping):
         raise ResultFileError(f"{where}: field 'training': expected {{final_loss, final_accuracy, steps}} or null, "
                               f"got {training!r}")
@@ -155,7 +155,10 @@ def training_fields(doc: Mapping, where: str) -> dict:
     steps = training.get("steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
         raise ResultFileError(f"{twhere}.steps: expected a whole number >= 0 or null, got {steps!r}")
-    return {"final_train_loss": loss, "final_train_acc": acc, "train_steps": steps}
+    stopped_by = training.get("stopped_by")  # absent in files from before the stopping rule: empty
+    if stopped_by not in (None, "criterion", "cap"):
+        raise ResultFileError(f"{twhere}.stopped_by: expected 'criterion', 'cap' or null, got {stopped_by!r}")
+    return {"final_train_loss": loss, "final_train_acc": acc, "train_steps": steps, "stopped_by": stopped_by or ""}
 
 
 def eval_seed(doc: Mapping) -> int | None:

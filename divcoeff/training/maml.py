@@ -26,13 +26,16 @@ from divcoeff.data.views import View
 from divcoeff.maml import meta_forward, split_state
 from divcoeff.models.resnet12 import ResNet12
 from divcoeff.training.common import Progress, calibrate_bn, make_optimizer
+from divcoeff.training.convergence import StopRule
 from divcoeff.settings import TrainSettings
 
 
 def train_maml(model: ResNet12, view: View, x: torch.Tensor, settings: TrainSettings, task_seed: int,
                desc: str = "maml") -> dict:
     """Meta-train `model` (a ``ways``-way head) in place on tasks of `view` (images `x`, normalised,
-    indexed by view row); returns the per-step history (query loss and accuracy after adaptation)."""
+    indexed by view row) until the stopping rule (training.convergence, cap training.steps) says so;
+    returns the per-step history (query loss and accuracy after adaptation) and ``stopped_by``.
+    Tasks are drawn for the cap, so a run that stops earlier saw a prefix of them."""
     m = settings.maml
     if model.num_classes != m.ways:
         raise ValueError(f"{desc}: the head has {model.num_classes} outputs, MAML needs maml.ways = {m.ways}")
@@ -46,8 +49,10 @@ def train_maml(model: ResNet12, view: View, x: torch.Tensor, settings: TrainSett
 
     opt = make_optimizer(model, settings)
     progress = Progress(settings.steps, desc)
+    rule = StopRule.from_settings(settings)
     model.train()
-    for s in range(settings.steps):
+    stopped_by, s = None, 0
+    while stopped_by is None:
         sx, qx = x[support[s]], x[query[s]]                       # (T, W*K, C, H, W), (T, W*Q, C, H, W)
         if m.bn_mode == "running":
             _track_running_stats(model, torch.cat([sx, qx], 1).flatten(0, 1))
@@ -61,7 +66,9 @@ def train_maml(model: ResNet12, view: View, x: torch.Tensor, settings: TrainSett
         with torch.no_grad():
             acc = (logits.argmax(-1) == qy).float().mean()
         progress.update(loss.item(), acc.item())
-    history = progress.close()
+        stopped_by = rule.update(progress.loss[-1])
+        s += 1
+    history = {**progress.close(), "stopped_by": stopped_by}
     if m.bn_mode == "batch":
         calibrate_bn(model, x, settings.images_per_step)
     return history
