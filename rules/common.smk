@@ -15,6 +15,7 @@ from divcoeff.config import (
     validate_config,
 )
 from divcoeff.settings import OWN_TEST, SCHEMA_PATH, train_set_spec, workflow_settings
+from divcoeff.domains import DomainSettings
 
 CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
 # Checked against the schema (which fills in every default), naming file and field, before any job.
@@ -136,6 +137,10 @@ def view_inputs(wildcards):
     for b in view_spec(wildcards.view)["benchmarks"]:
         for kind, path in dataset_files(b).items():
             files[f"{b}_{kind}"] = path
+    # A train set that selects its domains by diversity reads its benchmark's domain matrix.
+    if wildcards.view in S.train_sets and S.train_sets[wildcards.view]["select"]:
+        for b in S.train_sets[wildcards.view]["benchmarks"]:
+            files[f"domains_{b}"] = f"results/diversity/{b}-domains.tsv"
     if wildcards.view == EVAL.name:
         for ts in USED_TRAIN_SETS:
             files[f"train_{ts}"] = f"results/views/{ts}.tsv"
@@ -205,6 +210,29 @@ def diversity_inputs(wildcards):
     elif probe.pretrained_here:
         files["probe_checkpoint"] = PROBE_FILE
     return files
+
+
+# --- domain distances: T tasks of every domain of a benchmark, embedded like the coefficient's ---
+DOMAINS = DomainSettings.from_config(config.get("domains"), f"{CONFIG_SOURCE}: domains")
+# Benchmarks some train set selects its domains from (train_sets.*.select): their matrix is a
+# final target, and those sets' views depend on it.
+DOMAIN_BENCHMARKS = sorted(
+    {b for t in S.train_sets.values() if t["select"] for b in t["benchmarks"]}
+)
+
+
+def domain_matrix_file(benchmark):
+    return f"results/diversity/{benchmark}-domains.tsv"
+
+
+def domain_probe_input(wildcards):
+    """The probe's file, as for the coefficient (diversity_inputs)."""
+    probe = DIV.probe
+    if probe.kind == "checkpoint":
+        return {"probe_checkpoint": checkpoint_file(probe.checkpoint)}
+    if probe.pretrained_here:
+        return {"probe_checkpoint": PROBE_FILE}
+    return {}
 
 
 # --- report stage helpers ---

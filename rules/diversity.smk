@@ -58,3 +58,89 @@ rule diversity:
 
 
 ALL_TARGETS.extend(expand("results/diversity/{t}.json", t=DIVERSITY_TARGETS))
+
+
+# results/diversity/<benchmark>-domains.tsv: the domain x domain matrix of mean Task2Vec distances
+# between tasks drawn from the domains' classes of the probe pool's split (docs/formats.md 5b).
+rule domain_distances:
+    input:
+        unpack(domain_probe_input),
+        **dataset_files("{benchmark}"),
+    output:
+        tsv="results/diversity/{benchmark}-domains.tsv",
+        npy="results/diversity/{benchmark}-domains.npy",
+        json="results/diversity/{benchmark}-domains.json",
+        view="results/diversity/{benchmark}-domains.view.tsv",
+        view_meta="results/diversity/{benchmark}-domains.view.json",
+    log:
+        "logs/diversity/domain_distances_{benchmark}.log",
+    benchmark:
+        "benchmarks/diversity/domain_distances_{benchmark}.tsv"
+    wildcard_constraints:
+        benchmark=_alternatives(S.benchmarks),
+    conda:
+        "../envs/torch.yaml"
+    threads: S.compute.diversity.threads
+    resources:
+        **S.compute.diversity.resources(),
+    params:
+        diversity=DIV.job_params(),
+        domains=DOMAINS.as_dict(),
+        split=DIV.probe.pool.split,
+        master_seed=S.seed,
+        code=CODE["domain_distances"],
+    script:
+        "../workflow_scripts/domain_distances.py"
+
+
+rule domain_heatmap:
+    input:
+        tsv="results/diversity/{benchmark}-domains.tsv",
+    output:
+        png=report(
+            "results/figures/{benchmark}_domains.png",
+            caption="../report/domains.rst",
+            category="Data",
+        ),
+    log:
+        "logs/diversity/domain_heatmap_{benchmark}.log",
+    wildcard_constraints:
+        benchmark=_alternatives(S.benchmarks),
+    conda:
+        "../envs/report.yaml"
+    params:
+        dpi=S.report.dpi,
+        code=CODE["domain_heatmap"],
+    script:
+        "../workflow_scripts/domain_heatmap.py"
+
+
+# The coefficient each training set's domains predict (the matrix of its benchmark) against the one
+# measured on its tasks; and the design check: the coefficients' spread inside each level against
+# the gap between the levels' means.
+rule predicted_vs_measured:
+    input:
+        matrices=[domain_matrix_file(b) for b in DOMAIN_BENCHMARKS],
+        views=expand("results/views/{t}.json", t=TRAIN_SETS),
+        diversity=expand("results/diversity/{t}.json", t=TRAIN_SETS),
+    output:
+        tsv="results/diversity/predicted_vs_measured.tsv",
+        design="results/design_check.tsv",
+    log:
+        "logs/diversity/predicted_vs_measured.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        benchmarks=DOMAIN_BENCHMARKS,
+        levels={t: train_set_level(t) for t in TRAIN_SETS},
+        code=CODE["predicted_vs_measured"],
+    script:
+        "../workflow_scripts/predicted_vs_measured.py"
+
+
+if DOMAIN_BENCHMARKS:
+    ALL_TARGETS.extend(domain_matrix_file(b) for b in DOMAIN_BENCHMARKS)
+    ALL_TARGETS.extend(f"results/figures/{b}_domains.png" for b in DOMAIN_BENCHMARKS)
+    ALL_TARGETS.extend(
+        ["results/diversity/predicted_vs_measured.tsv", "results/design_check.tsv"]
+    )

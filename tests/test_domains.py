@@ -125,3 +125,45 @@ def test_domain_tasks_are_drawn_per_domain_from_its_own_classes(tmp_path):
         assert (view.table["label"].to_numpy()[eps.support[e]] == eps.classes[e][:, None]).all()
     again = sample_domain_tasks(view, ways=3, shots=2, queries=3, per_domain=4, seed=1)
     np.testing.assert_array_equal(again.support, eps.support)
+
+
+def test_select_command_prints_the_best_sets(tmp_path, capsys):
+    from divcoeff.cli import main
+
+    write_matrix(tmp_path / "m.tsv", HAND, NAMES)
+    assert main(["select", "--matrix", str(tmp_path / "m.tsv"), "--domains", "3", "--select", "max",
+                 "--top", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "rank\tpredicted_coefficient\tdomains"
+    assert out[1] == f"1\t{mixture_coefficient(HAND, [0, 3, 4]):.6f}\tA,D,E" and len(out) == 3
+    assert main(["select", "--matrix", str(tmp_path / "m.tsv"), "--domains", "2", "--select", "min",
+                 "--pool", "A,D,E"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith("\tA,E")
+    assert main(["select", "--matrix", str(tmp_path / "m.tsv"), "--domains", "9"]) == 1
+    assert "domains 9 is more than the 5 eligible" in capsys.readouterr().err
+
+
+def test_a_view_with_select_takes_the_chosen_domains_and_records_them(tmp_path):
+    from divcoeff.data.indexed import IndexedDataset
+    from divcoeff.data.views import ViewError, build_view
+
+    synthetic_view(tmp_path, n_domains=4, classes_per_domain=10, images_per_class=10)
+    ds = {"synth": IndexedDataset.load(tmp_path / "data" / "synth")}
+    names = ["dom0", "dom1", "dom2", "dom3"]
+    D = np.array([[0.1, 0.2, 0.6, 0.3], [0.2, 0.1, 0.5, 0.2], [0.6, 0.5, 0.1, 0.7], [0.3, 0.2, 0.7, 0.1]])
+    spec = {"benchmarks": ["synth"], "domains": 2, "classes": 8, "images_per_class": 10, "select": "max"}
+    table, meta = build_view("hi", spec, ds, seed=0, domain_matrix=(D, names))
+    assert meta["components"] == ["synth/dom2", "synth/dom3"]
+    assert sorted(table["component"].unique()) == ["synth/dom2", "synth/dom3"] and meta["n_classes"] == 8
+    sel = meta["selection"]
+    assert sel["domains"] == ["dom2", "dom3"] and sel["search"] == "exact"
+    assert sel["predicted_coefficient"] == pytest.approx((0.1 + 0.1 + 2 * 0.7) / 4, abs=1e-15)
+    _, low = build_view("lo", {**spec, "select": "min"}, ds, seed=0, domain_matrix=(D, names))
+    assert low["components"] == ["synth/dom0", "synth/dom1"]
+    with pytest.raises(ViewError, match="train set 'hi': select: max needs the domain matrix of 'synth'"):
+        build_view("hi", spec, ds, seed=0)
+    with pytest.raises(ViewError, match=r"train set 'hi': select: max needs domains: k \(a number\)"):
+        build_view("hi", {**spec, "domains": "all"}, ds, seed=0, domain_matrix=(D, names))
+    # A domain that cannot give its share of the budget (5 classes of the train split each; 8 / 1 > 5) is not eligible.
+    with pytest.raises(ViewError, match="domains 1 is more than the 0 eligible"):
+        build_view("hi", {**spec, "domains": 1}, ds, seed=0, domain_matrix=(D, names))
