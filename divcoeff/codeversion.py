@@ -114,7 +114,7 @@ RULE_ENTRIES = {
     "predicted_vs_measured": ("divcoeff.report.prediction",),
     "evaluate": ("divcoeff.fewshot", "divcoeff.checkpoints"),
     "summarize": ("divcoeff.report.summary",),
-    "statistics": ("divcoeff.report.design", "divcoeff.report.paired"),
+    "statistics": ("divcoeff.report.design", "divcoeff.report.paired", "divcoeff.report.within"),
     "plot": ("divcoeff.report.plots", "divcoeff.report.design"),
     "published_comparison": ("divcoeff.report.published", "divcoeff.report.plots"),
 }

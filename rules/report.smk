@@ -69,6 +69,12 @@ rule statistics:
         report=REPORT_PARAMS,
         evaluation=EVAL.name,
         metrics=[m for m in report_metrics() if m != "loss"],
+        # Sets chosen by diversity (select: max | min | random): compared at the same k.
+        selections={
+            t: {"select": spec["select"], "domains": spec["domains"]}
+            for t, spec in S.train_sets.items()
+            if spec["select"]
+        },
         code=CODE["statistics"],
     script:
         "../workflow_scripts/statistics.py"
