@@ -93,3 +93,21 @@ def _greedy(D: np.ndarray, ids: list[int], k: int, sign: float) -> list[int]:
                 chosen, improved = trial, True
                 break
     return chosen
+
+
+def check_select_specs(train_sets, where: str = "config") -> None:
+    """Refuse, before any job, a train set whose `select` cannot work: it needs `domains: k` (a
+    number), one benchmark and tasks drawn per domain (mixture_over: domain)."""
+    for name, spec in train_sets.items():
+        how = spec.get("select")
+        if not how:
+            continue
+        field = f"{where}: train_sets.{name}"
+        k = spec.get("domains")
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise SelectionError(f"{field}.select: {how} needs domains: k (a number of domains), got domains: {k!r}")
+        if len(spec.get("benchmarks", [])) != 1:
+            raise SelectionError(f"{field}.select: {how} chooses domains of one benchmark, got benchmarks "
+                                 f"{list(spec.get('benchmarks', []))}")
+        if spec.get("mixture_over", "domain") != "domain":
+            raise SelectionError(f"{field}.select: {how} needs mixture_over: domain, got {spec['mixture_over']!r}")

@@ -16,6 +16,7 @@ from divcoeff.config import (
 )
 from divcoeff.settings import OWN_TEST, SCHEMA_PATH, train_set_spec, workflow_settings
 from divcoeff.domains import DomainSettings
+from divcoeff.selection import check_select_specs
 
 CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
 # Checked against the schema (which fills in every default), naming file and field, before any job.
@@ -216,6 +217,7 @@ def diversity_inputs(wildcards):
 DOMAINS = DomainSettings.from_config(config.get("domains"), f"{CONFIG_SOURCE}: domains")
 # Benchmarks some train set selects its domains from (train_sets.*.select): their matrix is a
 # final target, and those sets' views depend on it.
+check_select_specs(S.train_sets, CONFIG_SOURCE)
 DOMAIN_BENCHMARKS = sorted(
     {b for t in S.train_sets.values() if t["select"] for b in t["benchmarks"]}
 )

@@ -167,3 +167,15 @@ def test_a_view_with_select_takes_the_chosen_domains_and_records_them(tmp_path):
     # A domain that cannot give its share of the budget (5 classes of the train split each; 8 / 1 > 5) is not eligible.
     with pytest.raises(ViewError, match="domains 1 is more than the 0 eligible"):
         build_view("hi", {**spec, "domains": 1}, ds, seed=0, domain_matrix=(D, names))
+
+
+def test_select_specs_are_checked_before_any_job_naming_set_and_field():
+    from divcoeff.selection import check_select_specs
+
+    ok = {"a": {"benchmarks": ["glyphs"], "domains": 4, "select": "max", "mixture_over": "domain"},
+          "b": {"benchmarks": ["glyphs"], "domains": "all", "select": None}}
+    check_select_specs(ok, "config.yaml")
+    with pytest.raises(SelectionError, match=r"config.yaml: train_sets.c.select: min needs domains: k .* got domains: 'all'"):
+        check_select_specs({"c": {"benchmarks": ["glyphs"], "domains": "all", "select": "min"}}, "config.yaml")
+    with pytest.raises(SelectionError, match=r"train_sets.d.select: max chooses domains of one benchmark"):
+        check_select_specs({"d": {"benchmarks": ["a", "b"], "domains": 2, "select": "max"}}, "config.yaml")
