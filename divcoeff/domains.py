@@ -27,6 +27,7 @@ import pandas as pd
 from divcoeff.data.episodes import FORMAT, Episodes
 from divcoeff.data.views import View
 from divcoeff.seeding import numpy_rng
+from divcoeff.selection import mixture_coefficient
 from divcoeff.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,6 @@ def domain_matrix(d: np.ndarray, component: np.ndarray, n: int) -> np.ndarray:
             if block.size:
                 m[a, b] = m[b, a] = block.mean()
     return m
-
-
-def mixture_coefficient(D: np.ndarray, idx) -> float:
-    """Expected coefficient of a mixture of the domains `idx` (a domain uniformly, then a task in
-    it): the mean of D over all k^2 ordered pairs of the chosen domains."""
-    idx = np.asarray(idx, dtype=np.int64)
-    return float(np.asarray(D, dtype=np.float64)[np.ix_(idx, idx)].mean())
 
 
 def finite_coefficient(D: np.ndarray, counts) -> float:

@@ -15,10 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from divcoeff.domains import mixture_coefficient
 from divcoeff.seeding import numpy_rng
 
 SELECT = ("max", "min", "random")
+
+
+def mixture_coefficient(D: np.ndarray, idx) -> float:
+    """Expected coefficient of a mixture of the domains `idx` (a domain uniformly, then a task in
+    it): the mean of D over all k^2 ordered pairs of the chosen domains."""
+    idx = np.asarray(idx, dtype=np.int64)
+    return float(np.asarray(D, dtype=np.float64)[np.ix_(idx, idx)].mean())
 
 
 class SelectionError(ValueError):
