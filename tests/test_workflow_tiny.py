@@ -42,6 +42,38 @@ def test_tiny_study_renders_data_montage_and_episodes(tiny_run):
         assert (wd / f"logs/data/build_view_{t}.log").exists()
 
 
+def test_tiny_study_chooses_sets_by_the_domain_matrix(tiny_run):
+    import numpy as np
+    import pandas as pd
+
+    from divcoeff.domains import read_matrix
+    from divcoeff.selection import mixture_coefficient
+
+    _, wd = tiny_run
+    D, names = read_matrix(wd / "results/diversity/glyphs-domains.tsv")
+    info = json.loads((wd / "results/diversity/glyphs-domains.json").read_text())
+    assert info["domains"] == names and len(info["task_domain"]) == 2 * len(names)
+    assert np.load(wd / "results/diversity/glyphs-domains.npy").shape[0] == 2 * len(names)
+    assert (wd / "results/figures/glyphs_domains.png").stat().st_size > 1000
+    chosen = {}
+    for t in ("tiny-2max", "tiny-2min"):
+        sel = json.loads((wd / f"results/views/{t}.json").read_text())["selection"]
+        idx = [names.index(d) for d in sel["domains"]]
+        assert len(idx) == 2 and sel["predicted_coefficient"] == pytest.approx(mixture_coefficient(D, idx))
+        chosen[t] = sel["predicted_coefficient"]
+    assert chosen["tiny-2max"] > chosen["tiny-2min"]
+    pvm = pd.read_csv(wd / "results/diversity/predicted_vs_measured.tsv", sep="\t")
+    assert pvm["train_set"].iloc[-1] == "all" and set(pvm["train_set"][:-1]) == {"tiny-1s", "tiny-all", "tiny-2max",
+                                                                                   "tiny-2min"}
+    assert (wd / "results/design_check.tsv").exists()
+    corr = pd.read_csv(wd / "results/correlation.tsv", sep="\t")
+    assert "slope_within" in corr.columns
+    paired = pd.read_csv(wd / "results/paired_comparison.tsv", sep="\t")
+    rows = paired[(paired["level_low"] == "k=2 select=min") & (paired["level_high"] == "k=2 select=max")]
+    # PT only (the tiny sheet trains no MAML on these sets): a t row and a bootstrap row for accuracy
+    assert list(rows["family"]) == ["pt", "pt"] and list(rows["metric"]) == ["accuracy", "accuracy"]
+
+
 def test_second_run_has_nothing_to_do(tiny_run):
     repo, wd = tiny_run
     out = snakemake(repo, wd, "-n")
