@@ -12,6 +12,8 @@ the metric (divcoeff.report.power.variance_components), and prints
 
     .venv/bin/python bench/power.py results/summary.tsv
     .venv/bin/python bench/power.py results/summary.tsv --n-sim 400 --out results/power.tsv
+    # another design's sets (their level and measured coefficient) with a run's variances:
+    .venv/bin/python bench/power.py old/summary.tsv --design results/diversity/predicted_vs_measured.tsv
 
 The variances are those of the run read (the embedded study's small networks); a full-size run
 has its own, so rerun this on its summary. CPU only, ~1-3 minutes at the defaults.
@@ -43,6 +45,15 @@ def spread_design(points: pd.DataFrame, per_level: int, seeds: int) -> list[Desi
     return out
 
 
+def design_from_table(path: str, seeds: int) -> list[DesignSet]:
+    """The sets of a predicted_vs_measured.tsv (its `all` row left out): level and measured
+    coefficient (the predicted one where none was measured)."""
+    t = pd.read_csv(path, sep="\t")
+    t = t[t["train_set"] != "all"]
+    x = t["measured"].fillna(t["predicted"])
+    return [DesignSet(str(lv), float(v), seeds) for lv, v in zip(t["level"], x)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("summary", nargs="?", default="results/summary.tsv")
@@ -51,6 +62,9 @@ def main() -> None:
     ap.add_argument("--between-slope", type=float, default=1.0, help="slope for the sets-needed question")
     ap.add_argument("--full-seeds", default="pt=5,maml=3", help="seeds per family of the full design")
     ap.add_argument("--max-sets", type=int, default=40, help="most sets a level to try")
+    ap.add_argument("--design", help="a predicted_vs_measured.tsv: test these sets (level, measured coefficient) "
+                                     "instead of the summary's own")
+    ap.add_argument("--seeds", default="pt=3,maml=2", help="seeds per family of --design's sets")
     ap.add_argument("--n-sim", type=int, default=200)
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
@@ -59,6 +73,7 @@ def main() -> None:
     summary = read_summary(args.summary)
     if "evaluation" in summary:
         summary = summary[summary["evaluation"] == summary["evaluation"].iloc[0]]
+    seeds = dict((k, int(v)) for k, v in (kv.split("=") for kv in args.seeds.split(",")))
     seeds_full = dict((k, int(v)) for k, v in (kv.split("=") for kv in args.full_seeds.split(",")))
     kw = {"n_sim": args.n_sim, "n_boot": args.n_boot, "seed": args.seed}
     rows = []
@@ -66,7 +81,7 @@ def main() -> None:
         pts = family_points(summary, family, args.metric, args.pt_method)
         pts = pts[(pts["role"] == "trained") & (pts["level"] != "")]
         v = variance_components(pts)
-        d = design_from_summary(pts)
+        d = design_from_summary(pts) if not args.design else design_from_table(args.design, seeds.get(family, 2))
         within, p_within = smallest_detectable(d, v, test="within", **kw)
         print(f"{family} {args.metric}: sd between sets {np.sqrt(v.var_set):.4f}, between seeds "
               f"{np.sqrt(v.var_seed):.4f} ({v.n_sets} sets, {v.n_checkpoints} checkpoints)")
