@@ -84,7 +84,12 @@ rule domain_distances:
     resources:
         **S.compute.diversity.resources(),
     params:
-        diversity=DIV.job_params(),
+        # What the embeddings depend on: not the coefficient's own task count, bootstrap or noise floor.
+        diversity={
+            k: v
+            for k, v in DIV.job_params().items()
+            if k not in ("tasks", "bootstrap", "noise_floor_tasks")
+        },
         domains=DOMAINS.as_dict(),
         split=DIV.probe.pool.split,
         master_seed=S.seed,

@@ -199,19 +199,20 @@ def test_result_settings_rerun_exactly_what_they_affect(finished_run, tmp_path):
     repo, wd = finished_run
     # A PT classifier setting: the two PT evaluations and the report, nothing of MAML, training or data.
     report = {"summarize": 1, "statistics": 1, "plot": 3, "all": 1}
-    # A PT classifier setting: the PT evaluations (4 trained, 1 control) and the report; nothing of
+    # A PT classifier setting: the PT evaluations (6 trained, 1 control) and the report; nothing of
     # MAML, training or data.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, evaluation={"logreg_C": 0.5}))
-    assert jobs == {"evaluate": 5, **report}, jobs
+    assert jobs == {"evaluate": 7, **report}, jobs
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, evaluation={"maml": {"inner_lr": 0.05}}))
     assert jobs == {"evaluate": 2, **report}, jobs
     # An optimiser setting: every trained checkpoint and its evaluation, not the untrained control;
     # diversity and data untouched.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, training={"lr": 2e-3}))
-    assert jobs == {"train_checkpoint": 6, "evaluate": 6, **report}, jobs
-    # A diversity setting: the two coefficients and the report.
+    assert jobs == {"train_checkpoint": 8, "evaluate": 8, **report}, jobs
+    # A diversity setting: the four coefficients, their check against the prediction and the report;
+    # not the domain matrix (its embeddings do not depend on the bootstrap), so no set is chosen anew.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, diversity={"bootstrap": 51}))
-    assert jobs == {"diversity": 2, **report}, jobs
+    assert jobs == {"diversity": 4, "predicted_vs_measured": 1, **report}, jobs
 
 
 def _copy_of_the_workflow(repo, dest):
@@ -237,7 +238,7 @@ def test_library_code_changes_rerun_the_rules_that_run_that_code(finished_run, t
     # Code is: every evaluation reruns, and the report after it; training, diversity and data do not.
     metrics.write_text(text + "\n\ndef _unused():\n    return 0\n")
     jobs = _dry_run(repo, wd, cfg, snakefile=copy / "Snakefile")
-    assert jobs == {"evaluate": 7, "summarize": 1, "statistics": 1, "plot": 3, "all": 1}, jobs
+    assert jobs == {"evaluate": 9, "summarize": 1, "statistics": 1, "plot": 3, "all": 1}, jobs
 
 
 def test_a_held_out_split_that_overlaps_training_stops_the_run_unless_allowed(finished_run, tmp_path):
