@@ -179,3 +179,13 @@ def test_select_specs_are_checked_before_any_job_naming_set_and_field():
         check_select_specs({"c": {"benchmarks": ["glyphs"], "domains": "all", "select": "min"}}, "config.yaml")
     with pytest.raises(SelectionError, match=r"train_sets.d.select: max chooses domains of one benchmark"):
         check_select_specs({"d": {"benchmarks": ["a", "b"], "domains": 2, "select": "max"}}, "config.yaml")
+
+
+def test_domain_settings_match_their_schema_section_and_take_its_defaults():
+    import dataclasses
+
+    from divcoeff import settings as st
+    from divcoeff.domains import DomainSettings
+
+    assert {f.name for f in dataclasses.fields(DomainSettings)} == set(st.subschema("domains")["properties"])
+    assert DomainSettings.from_config({"tasks": 3}) == DomainSettings(tasks=3, seed=33, exact_limit=20000)
