@@ -1,4 +1,9 @@
-"""Command line: `python -m divcoeff list-zenodo <record>` and `python -m divcoeff list-hf <repo>`.
+"""Command line: `python -m divcoeff list-zenodo <record>`, `python -m divcoeff list-hf <repo>` and
+`python -m divcoeff select --matrix <domains.tsv> --domains k --select max|min|random`.
+
+`select` prints the chosen sets of k domains (one a line, best first) with the coefficient their
+mixture predicts on a domain matrix (rule domain_distances; docs/formats.md section 5b): the
+data-selection tool the study motivates.
 
 Both print checkpoint-sheet rows (TSV, header first) for the .pt/.pth/.ckpt files found, with
 the full file key as uri (several files may be called ckpt.pt) and the checksum; family and
@@ -49,11 +54,46 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--revision", default="main", help="branch, tag or commit (rows pin the commit it resolves to)")
     h.add_argument("--endpoint", default=None, help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co)")
     _common(h)
+    s = sub.add_parser("select", help="the k domains whose mixture has the highest/lowest predicted coefficient")
+    s.add_argument("--matrix", required=True, help="a domain matrix, e.g. results/diversity/glyphs-domains.tsv")
+    s.add_argument("--domains", type=int, required=True, help="k, the number of domains in a set")
+    s.add_argument("--select", default="max", choices=["max", "min", "random"])
+    s.add_argument("--top", type=int, default=1, help="print the best N sets (exact search only)")
+    s.add_argument("--pool", default=None, help="comma-separated domains to choose from (default: all of the matrix)")
+    s.add_argument("--exact-limit", type=int, default=None,
+                   help="search every set up to this many combinations, else greedily (default: domains.exact_limit)")
+    s.add_argument("--seed", type=int, default=0, help="select random: the seed of the draw")
+    s.add_argument("--draw", type=int, default=0, help="select random: which draw")
     return p
+
+
+def select_main(args) -> int:
+    from .domains import DomainMatrixError, DomainSettings, read_matrix
+    from .selection import SelectionError, select_domains
+
+    limit = args.exact_limit or DomainSettings.from_config({}).exact_limit
+    pool = [p.strip() for p in args.pool.split(",") if p.strip()] if args.pool else None
+    try:
+        D, names = read_matrix(args.matrix)
+        found = select_domains(D, names, args.domains, args.select, pool=pool, exact_limit=limit, top=args.top,
+                               seed=args.seed, draw=args.draw, where="select")
+    except (DomainMatrixError, SelectionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"# {args.select} over {len(pool) if pool else len(names)} domains, k = {args.domains}, "
+          f"{found[0].search} search", file=sys.stderr)
+    if args.top > 1 and found[0].search != "exact":
+        print(f"# --top {args.top}: {found[0].search} search gives one set", file=sys.stderr)
+    print("rank\tpredicted_coefficient\tdomains")
+    for i, sel in enumerate(found, 1):
+        print(f"{i}\t{sel.predicted:.6f}\t{','.join(sel.domains)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "select":
+        return select_main(args)
     # A one-off listing paces this process only: no pace file in the current folder.
     settings = {"retries": args.retries, "timeout_s": args.timeout, "zenodo_pace_file": None}
     keep = {"family": args.family, "arch": args.arch, "train_set": args.train_set, "prefix": args.prefix,

@@ -76,6 +76,10 @@ rule build_view:
         ),
         allow_overlap=lambda w: EVAL.allow_overlap if w.view == EVAL.name else None,
         inputs=lambda w: view_default_inputs(w.view),
+        # select: max | min searches every set of k domains up to this many (domains.exact_limit).
+        exact_limit=lambda w: (
+            DOMAINS.exact_limit if view_spec(w.view).get("select") else None
+        ),
         code=CODE["build_view"],
     script:
         "../workflow_scripts/build_view.py"

@@ -60,5 +60,69 @@ rule diversity:
         "../workflow_scripts/diversity.py"
 
 
+# results/diversity/<benchmark>-domains.tsv: the domain x domain matrix of mean Task2Vec distances
+# between tasks drawn from the domains' classes of the probe pool's split (docs/formats.md 5b).
+rule domain_distances:
+    input:
+        unpack(domain_probe_input),
+        **dataset_files("{benchmark}"),
+    output:
+        tsv="results/diversity/{benchmark}-domains.tsv",
+        npy="results/diversity/{benchmark}-domains.npy",
+        json="results/diversity/{benchmark}-domains.json",
+        view="results/diversity/{benchmark}-domains.view.tsv",
+        view_meta="results/diversity/{benchmark}-domains.view.json",
+    log:
+        "logs/diversity/domain_distances_{benchmark}.log",
+    benchmark:
+        "benchmarks/diversity/domain_distances_{benchmark}.tsv"
+    wildcard_constraints:
+        benchmark=_alternatives(S.benchmarks),
+    conda:
+        "../envs/torch.yaml"
+    threads: S.compute.diversity.threads
+    resources:
+        **S.compute.diversity.resources(),
+    params:
+        # What the embeddings depend on: not the coefficient's own task count, bootstrap or noise floor.
+        diversity={
+            k: v
+            for k, v in DIV.job_params().items()
+            if k not in ("tasks", "bootstrap", "noise_floor_tasks")
+        },
+        domains=DOMAINS.as_dict(),
+        split=DIV.probe.pool.split,
+        master_seed=S.seed,
+        code=CODE["domain_distances"],
+    script:
+        "../workflow_scripts/domain_distances.py"
+
+
+rule domain_heatmap:
+    input:
+        tsv="results/diversity/{benchmark}-domains.tsv",
+    output:
+        png=report(
+            "results/figures/{benchmark}_domains.png",
+            caption="captions/domains.rst",
+            category="Data",
+        ),
+    log:
+        "logs/diversity/domain_heatmap_{benchmark}.log",
+    wildcard_constraints:
+        benchmark=_alternatives(S.benchmarks),
+    conda:
+        "../envs/report.yaml"
+    params:
+        dpi=S.report.dpi,
+        code=CODE["domain_heatmap"],
+    script:
+        "../workflow_scripts/domain_heatmap.py"
+
+
 # This stage's final targets (rule all).
-DIVERSITY_ALL = expand("results/diversity/{t}.json", t=DIVERSITY_TARGETS)
+DIVERSITY_ALL = expand("results/diversity/{t}.json", t=DIVERSITY_TARGETS) + [
+    f
+    for b in DOMAIN_BENCHMARKS
+    for f in (domain_matrix_file(b), f"results/figures/{b}_domains.png")
+]

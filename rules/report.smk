@@ -73,6 +73,12 @@ rule statistics:
         report=REPORT_PARAMS,
         evaluation=EVAL.name,
         metrics=[m for m in report_metrics() if m != "loss"],
+        # Sets chosen by diversity (select: max | min | random): compared at the same k.
+        selections={
+            t: {"select": spec["select"], "domains": spec["domains"]}
+            for t, spec in S.train_sets.items()
+            if spec["select"]
+        },
         code=CODE["statistics"],
     script:
         "../workflow_scripts/statistics.py"
@@ -119,12 +125,40 @@ rule plot:
         "../workflow_scripts/plot.py"
 
 
+# The coefficient each training set's domains predict (the matrix of its benchmark) against the one
+# measured on its tasks; and the design check: the coefficients' spread inside each level against
+# the gap between the levels' means.
+rule predicted_vs_measured:
+    input:
+        matrices=[domain_matrix_file(b) for b in DOMAIN_BENCHMARKS],
+        views=expand("results/views/{t}.json", t=TRAIN_SETS),
+        diversity=expand("results/diversity/{t}.json", t=TRAIN_SETS),
+    output:
+        tsv="results/diversity/predicted_vs_measured.tsv",
+        design="results/design_check.tsv",
+    log:
+        "logs/diversity/predicted_vs_measured.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        benchmarks=DOMAIN_BENCHMARKS,
+        levels={t: train_set_level(t) for t in TRAIN_SETS},
+        code=CODE["predicted_vs_measured"],
+    script:
+        "../workflow_scripts/predicted_vs_measured.py"
+
+
 # This stage's final targets (rule all); the published comparison's is added below when configured.
 REPORT_ALL = [
     "results/summary.tsv",
     "results/correlation.tsv",
     "results/paired_comparison.tsv",
 ] + report_figures()
+if DOMAIN_BENCHMARKS:
+    REPORT_ALL += [
+        "results/diversity/predicted_vs_measured.tsv",
+        "results/design_check.tsv",
+    ]
 
 
 # The published tables next to ours (report.published: config/paper/published.tsv): every published

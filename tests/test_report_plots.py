@@ -196,3 +196,18 @@ def test_files_are_byte_identical_across_saves_and_builds(design, tmp_path):
     close(second)
     for fmt in a:
         assert a[fmt].read_bytes() == b[fmt].read_bytes() == c[fmt].read_bytes(), fmt
+
+
+def test_checkpoints_stopped_by_the_step_cap_are_marked_and_a_summary_without_the_column_plots(design):
+    assert by_gid(scatter_plot(design, "accuracy", n_boot=0).ax, "capped-pt") is None   # no stopped_by column
+    pts = design_points(design, "accuracy")
+    capped = list(pts.loc[pts["family"] == "pt", "checkpoint"][:2])
+    marked = design.assign(stopped_by=np.where(design["checkpoint"].isin(capped), "cap", "criterion"))
+    plot = scatter_plot(marked, "accuracy", n_boot=0)
+    xs = by_gid(plot.ax, "capped-pt").get_offsets()
+    expected = pts.set_index("checkpoint").loc[capped]
+    np.testing.assert_allclose(np.asarray(xs), np.column_stack([expected["x"], 100 * expected["y"]]))
+    assert by_gid(plot.ax, "capped-maml") is None
+    assert any("stopped by the step cap" in t.get_text() and "(2)" in t.get_text()
+               for t in by_gid(plot.ax, "legend-families").get_texts())
+    close(plot)

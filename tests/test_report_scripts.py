@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from divcoeff.report.design import CORRELATION_COLUMNS, correlation_table, read_correlation, write_tsv
+from divcoeff.report.within import WITHIN_COLUMNS
 from divcoeff.report.paired import PAIRED_COLUMNS
 from divcoeff.report.summary import COLUMNS, read_summary
 from divcoeff.seeding import derive_seed
@@ -44,7 +45,8 @@ def test_summarize_then_statistics(summarized, tmp_path):
     log = run_script("statistics", tmp_path, input={"tsv": str(tsv), "npz": npz}, output=out,
                      params={**PARAMS, "metrics": ["accuracy", "loss_calibrated"]})
     corr = read_correlation(out["correlation"])
-    assert list(corr.columns) == CORRELATION_COLUMNS and len(corr) == 4
+    assert list(corr.columns) == CORRELATION_COLUMNS + WITHIN_COLUMNS and len(corr) == 4
+    assert (corr["slope_within_lo"] <= corr["slope_within"]).all() and "within count level" in log
     # the seed the rule derives: the same numbers as the library with that seed
     expected = correlation_table(read_summary(tsv), n_boot=200, seed=derive_seed(1, "report", 51))
     pd.testing.assert_series_equal(corr["slope_hi"], expected["slope_hi"], rtol=1e-7)

@@ -58,6 +58,38 @@ def test_groups_train_their_replicates_and_the_summary_says_what_stopped_them(ti
     assert (table.loc[table["role"] == "control", "stopped_by"] == "").all()
 
 
+def test_tiny_study_chooses_sets_by_the_domain_matrix(tiny_run):
+    import numpy as np
+    import pandas as pd
+
+    from divcoeff.domains import read_matrix
+    from divcoeff.selection import mixture_coefficient
+
+    _, wd = tiny_run
+    D, names = read_matrix(wd / "results/diversity/glyphs-domains.tsv")
+    info = json.loads((wd / "results/diversity/glyphs-domains.json").read_text())
+    assert info["domains"] == names and len(info["task_domain"]) == 2 * len(names)
+    assert np.load(wd / "results/diversity/glyphs-domains.npy").shape[0] == 2 * len(names)
+    assert (wd / "results/figures/glyphs_domains.png").stat().st_size > 1000
+    chosen = {}
+    for t in ("tiny-2max", "tiny-2min"):
+        sel = json.loads((wd / f"results/views/{t}.json").read_text())["selection"]
+        idx = [names.index(d) for d in sel["domains"]]
+        assert len(idx) == 2 and sel["predicted_coefficient"] == pytest.approx(mixture_coefficient(D, idx))
+        chosen[t] = sel["predicted_coefficient"]
+    assert chosen["tiny-2max"] > chosen["tiny-2min"]
+    pvm = pd.read_csv(wd / "results/diversity/predicted_vs_measured.tsv", sep="\t")
+    assert pvm["train_set"].iloc[-1] == "all" and set(pvm["train_set"][:-1]) == {"tiny-1s", "tiny-all", "tiny-2max",
+                                                                                   "tiny-2min"}
+    assert (wd / "results/design_check.tsv").exists()
+    corr = pd.read_csv(wd / "results/correlation.tsv", sep="\t")
+    assert "slope_within" in corr.columns
+    paired = pd.read_csv(wd / "results/paired_comparison.tsv", sep="\t")
+    rows = paired[(paired["level_low"] == "k=2 select=min") & (paired["level_high"] == "k=2 select=max")]
+    # PT only (the tiny sheet trains no MAML on these sets): a t row and a bootstrap row for accuracy
+    assert list(rows["family"]) == ["pt", "pt"] and list(rows["metric"]) == ["accuracy", "accuracy"]
+
+
 def test_second_run_has_nothing_to_do(tiny_run):
     repo, wd = tiny_run
     out = snakemake(repo, wd, "-n")
@@ -189,20 +221,22 @@ def test_result_settings_rerun_exactly_what_they_affect(finished_run, tmp_path):
     repo, wd = finished_run
     # A PT classifier setting: the two PT evaluations and the report, nothing of MAML, training or data.
     report = {"summarize": 1, "statistics": 1, "plot": 3, "all": 1}
-    # A PT classifier setting: the PT evaluations (4 trained, 1 control) and the report; nothing of
+    # A PT classifier setting: the PT evaluations (6 trained, 1 control) and the report; nothing of
     # MAML, training or data.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, evaluation={"logreg_C": 0.5}))
-    assert jobs == {"evaluate": 5, **report}, jobs
+    assert jobs == {"evaluate": 7, **report}, jobs
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, evaluation={"maml": {"inner_lr": 0.05}}))
     assert jobs == {"evaluate": 2, **report}, jobs
     # An optimiser setting: every trained checkpoint and its evaluation, not the untrained control;
     # diversity and data untouched.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, training={"lr": 2e-3}))
-    # (4 group jobs: pt-tiny-1s r0-r1, maml-tiny-1s r0, pt-tiny-all r0-r1, maml-tiny-all r0)
-    assert jobs == {"train_checkpoint": 4, "checkpoint_from_group": 6, "evaluate": 6, **report}, jobs
-    # A diversity setting: the two coefficients and the report.
+    # (6 group jobs: pt-tiny-1s r0-r1, maml-tiny-1s r0, pt-tiny-all r0-r1, maml-tiny-all r0,
+    # pt-tiny-2max r0, pt-tiny-2min r0)
+    assert jobs == {"train_checkpoint": 6, "checkpoint_from_group": 8, "evaluate": 8, **report}, jobs
+    # A diversity setting: the four coefficients, their check against the prediction and the report;
+    # not the domain matrix (its embeddings do not depend on the bootstrap), so no set is chosen anew.
     jobs = _dry_run(repo, wd, _config_with(repo, tmp_path, diversity={"bootstrap": 51}))
-    assert jobs == {"diversity": 2, **report}, jobs
+    assert jobs == {"diversity": 4, "predicted_vs_measured": 1, **report}, jobs
 
 
 def _copy_of_the_workflow(repo, dest):
@@ -228,7 +262,7 @@ def test_library_code_changes_rerun_the_rules_that_run_that_code(finished_run, t
     # Code is: every evaluation reruns, and the report after it; training, diversity and data do not.
     metrics.write_text(text + "\n\ndef _unused():\n    return 0\n")
     jobs = _dry_run(repo, wd, cfg, snakefile=copy / "Snakefile")
-    assert jobs == {"evaluate": 7, "summarize": 1, "statistics": 1, "plot": 3, "all": 1}, jobs
+    assert jobs == {"evaluate": 9, "summarize": 1, "statistics": 1, "plot": 3, "all": 1}, jobs
 
 
 def test_a_held_out_split_that_overlaps_training_stops_the_run_unless_allowed(finished_run, tmp_path):

@@ -77,8 +77,10 @@ def _candidates(name: str, spec: dict, datasets: dict[str, IndexedDataset]) -> p
     return images
 
 
-def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, min_classes: int) -> tuple[list[str], int]:
-    """Choose the mixture components (scripts) and how many classes each contributes."""
+def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, min_classes: int,
+                     selection: dict | None = None) -> tuple[list[str], int]:
+    """Choose the mixture components (scripts) and how many classes each contributes. With
+    `select`, `selection` holds the domain matrix ({"matrix": (D, names)}) and receives the choice."""
     n_classes_total = spec.get("classes")
     comp_sizes = per_class.groupby("component").size()
     available = sorted(comp_sizes.index)
@@ -99,6 +101,8 @@ def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, 
         need = max(min_classes, math.ceil(n_classes_total / k)) if n_classes_total else min_classes
         return [c for c in available if comp_sizes[c] >= need]
 
+    if spec.get("select"):
+        return _selected_components(name, spec, eligible, selection, seed)
     if spec["nested"] and wanted != "all":
         return _nested_components(name, int(wanted), spec["draw"], comp_sizes, n_classes_total, min_classes, seed)
     rng = numpy_rng(seed, "view-domains", wanted, spec["draw"])
@@ -123,6 +127,37 @@ def _pick_components(name: str, spec: dict, per_class: pd.DataFrame, seed: int, 
             f"view {name!r}: needs {k or wanted} domain(s) with at least {need} usable classes each, but only "
             f"{len(pool)} qualify ({', '.join(f'{c}: {comp_sizes[c]}' for c in available)}); {fix}")
     chosen = sorted(rng.permutation(pool)[:k].tolist())
+    return chosen, (math.ceil(n_classes_total / k) if n_classes_total else 0)
+
+
+def _selected_components(name: str, spec: dict, eligible, selection: dict | None, seed: int) -> tuple[list[str], int]:
+    """`select: max | min | random`: the `domains: k` eligible components (each able to give its
+    share of the class budget) whose mixture has the highest / lowest predicted coefficient on the
+    benchmark's domain matrix, or a seeded draw (`draw`); the choice goes into `selection`."""
+    from divcoeff.selection import SelectionError, select_domains
+
+    where = f"train set {name!r}"
+    k, how = spec["domains"], spec["select"]
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ViewError(f"{where}: select: {how} needs domains: k (a number), got domains: {k!r}")
+    if len(spec["benchmarks"]) != 1 or spec["mixture_over"] != "domain":
+        raise ViewError(f"{where}: select: {how} needs one benchmark and mixture_over: domain, got "
+                        f"benchmarks {list(spec['benchmarks'])}, mixture_over {spec['mixture_over']!r}")
+    if not selection or "matrix" not in selection:
+        raise ViewError(f"{where}: select: {how} needs the domain matrix of {spec['benchmarks'][0]!r} "
+                        f"(results/diversity/{spec['benchmarks'][0]}-domains.tsv)")
+    D, names = selection["matrix"]
+    bench = spec["benchmarks"][0]
+    pool = [c.split("/", 1)[-1] for c in eligible(k) if c.split("/", 1)[-1] in names]
+    try:
+        best = select_domains(D, names, k, how, pool=pool, exact_limit=selection.get("exact_limit", 20000),
+                              seed=seed, draw=spec["draw"], where=f"{where} (select: {how})")[0]
+    except SelectionError as e:
+        raise ViewError(str(e)) from None
+    selection.update({"select": how, "search": best.search, "domains": list(best.domains),
+                      "predicted_coefficient": best.predicted, "pool": pool})
+    chosen = [f"{bench}/{d}" for d in best.domains]
+    n_classes_total = spec.get("classes")
     return chosen, (math.ceil(n_classes_total / k) if n_classes_total else 0)
 
 
@@ -185,7 +220,9 @@ def input_records(name: str, spec: dict, datasets: dict[str, IndexedDataset], ch
 
 def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed: int,
                min_classes_per_component: int = 5,
-               task_shape: tuple[int, int] | None = None, inputs: str = "pixels") -> tuple[pd.DataFrame, dict[str, Any]]:
+               task_shape: tuple[int, int] | None = None, inputs: str = "pixels",
+               domain_matrix: tuple[np.ndarray, list[str]] | None = None,
+               exact_limit: int = 20000) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Resolve a view spec against the datasets; returns the table and its metadata.
 
     `spec` is a train set entry (benchmarks, split, domains, draw, classes, images_per_class,
@@ -194,6 +231,9 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
     chosen components so that views of different diversity are matched in size. `task_shape`
     (ways, images per class of a task): refuse a view whose tasks could not differ
     (:func:`check_not_degenerate`). `inputs`: what :meth:`View.images` returns by default.
+    `domain_matrix` (D, domain names): the benchmark's domain distances, which a spec with
+    `select` chooses its domains by (divcoeff.selection; `exact_limit`: its exact search's size);
+    the choice and its predicted coefficient go into the metadata's ``selection``.
     """
     if inputs not in INPUTS:
         raise ViewError(f"view {name!r}: inputs must be one of {INPUTS}, got {inputs!r}")
@@ -206,7 +246,9 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
     per_class = images.groupby(key).agg(component=("component", "first"), n=("image_id", "size")).reset_index()
     if ipc:
         per_class = per_class[per_class["n"] >= ipc]
-    components, _ = _pick_components(name, spec, per_class, seed, min_classes_per_component)
+    selection = {"matrix": domain_matrix, "exact_limit": exact_limit} if domain_matrix is not None else {}
+    components, _ = _pick_components(name, spec, per_class, seed, min_classes_per_component, selection)
+    selection.pop("matrix", None)
 
     rng = numpy_rng(seed, "view-classes", name)
     n_total = spec.get("classes")
@@ -268,6 +310,8 @@ def build_view(name: str, spec: dict, datasets: dict[str, IndexedDataset], seed:
         "rotations": rotations,
         "inputs": inputs,
     }
+    if spec.get("select"):
+        meta["selection"] = selection
     return table, meta
 
 

@@ -18,7 +18,8 @@ markers), over the trained checkpoints of the summary table:
 
 Legends sit outside the axes, so they never cover a point. Artists carry gids:
 "checkpoints-<family>", "sets-<family>", "fit-<family>", "band-<family>", "control-<family>",
-"control-band-<family>", "noise-floor", "stats", "legend-families", "legend-colours"; the
+"control-band-<family>", "capped-<family>" (checkpoints stopped by the step cap: `stopped_by == "cap"`
+in the summary), "noise-floor", "stats", "legend-families", "legend-colours"; the
 error bars carry the label "_errorbars-<family>".
 """
 from __future__ import annotations
@@ -207,6 +208,14 @@ def _noise_floor(points: pd.DataFrame) -> tuple[float, float, bool]:
     return float(floors.mean()), float(floors.max()), bool(np.ptp(floors) > 0)
 
 
+def capped_checkpoints(summary: pd.DataFrame) -> set[str]:
+    """Checkpoints whose training stopped at the step cap (`stopped_by == "cap"`); none when the
+    summary has no `stopped_by` column (runs without a convergence criterion)."""
+    if "stopped_by" not in summary.columns:
+        return set()
+    return set(summary.loc[summary["stopped_by"].fillna("").astype(str) == "cap", "checkpoint"])
+
+
 def scatter_plot(summary: pd.DataFrame, metric: str, *, pt_method: str = "logreg", x_ci: str = "bootstrap",
                  n_boot: int, seed: int = 0, correlations: pd.DataFrame | None = None) -> ScatterPlot:
     """Draw diversity vs `metric` (accuracy | loss | loss_calibrated) from a summary table.
@@ -256,6 +265,12 @@ def scatter_plot(summary: pd.DataFrame, metric: str, *, pt_method: str = "logreg
                        edgecolors="black", linewidths=0.7, zorder=3, gid=f"sets-{family}")
             handles.append(Line2D([], [], marker=style.marker, markerfacecolor="white", markeredgecolor="black",
                                   linestyle="none", markersize=7, label=f"{label}: training set, mean over seeds"))
+            capped = trained[trained["checkpoint"].isin(capped_checkpoints(summary))]
+            if len(capped):
+                ax.scatter(capped["x"], capped["y"] * axis.scale, s=30, marker="x", c="tab:red", linewidths=1.0,
+                           zorder=3.5, gid=f"capped-{family}")
+                handles.append(Line2D([], [], marker="x", color="tab:red", linestyle="none", markersize=6,
+                                      label=f"{label}: stopped by the step cap, not the criterion ({len(capped)})"))
         if fit.ok:
             grid = np.linspace(trained["x"].min(), trained["x"].max(), 100)
             lo, hi = fit.band(grid)

@@ -51,6 +51,10 @@ def view_inputs(wildcards):
     for b in view_spec(wildcards.view)["benchmarks"]:
         for kind, path in dataset_files(b).items():
             files[f"{b}_{kind}"] = path
+    # A train set that selects its domains by diversity reads its benchmark's domain matrix.
+    if wildcards.view in S.train_sets and S.train_sets[wildcards.view]["select"]:
+        for b in S.train_sets[wildcards.view]["benchmarks"]:
+            files[f"domains_{b}"] = f"results/diversity/{b}-domains.tsv"
     if wildcards.view == EVAL.name:
         for ts in USED_TRAIN_SETS:
             files[f"train_{ts}"] = f"results/views/{ts}.tsv"

@@ -1,5 +1,6 @@
 # Diversity stage helpers (rules/diversity.smk): one coefficient per train set and probe.
-
+from divcoeff.domains import DomainSettings
+from divcoeff.selection import check_select_specs
 
 PROBES_DIR = (
     "probes"  # results/diversity/probes/<probe>/<train_set>.json: diversity.probes
@@ -39,3 +40,27 @@ def diversity_inputs(wildcards):
     elif probe.pretrained_here:
         files["probe_checkpoint"] = PROBE_FILE
     return files
+
+
+# --- domain distances: T tasks of every domain of a benchmark, embedded like the coefficient's ---
+DOMAINS = DomainSettings.from_config(config.get("domains"), f"{CONFIG_SOURCE}: domains")
+# Benchmarks some train set selects its domains from (train_sets.*.select): their matrix is a
+# final target, and those sets' views depend on it.
+check_select_specs(S.train_sets, CONFIG_SOURCE)
+DOMAIN_BENCHMARKS = sorted(
+    {b for t in S.train_sets.values() if t["select"] for b in t["benchmarks"]}
+)
+
+
+def domain_matrix_file(benchmark):
+    return f"results/diversity/{benchmark}-domains.tsv"
+
+
+def domain_probe_input(wildcards):
+    """The probe's file, as for the coefficient (diversity_inputs)."""
+    probe = DIV.probe
+    if probe.kind == "checkpoint":
+        return {"probe_checkpoint": checkpoint_file(probe.checkpoint)}
+    if probe.pretrained_here:
+        return {"probe_checkpoint": PROBE_FILE}
+    return {}
