@@ -185,10 +185,9 @@ def run_domain_distances(benchmark: str, dataset_path: str, split: str, out_tsv:
     from divcoeff.data.indexed import IndexedDataset
     from divcoeff.data.views import build_view, write_view
     from divcoeff.device import pick_device, set_threads
-    from divcoeff.diversity import diversity_of_episodes, normalized_cosine_distances
     from divcoeff.io import atomic_save_npy, atomic_write_json
     from divcoeff.seeding import derive_seed
-    from divcoeff.task2vec import Task2VecSettings
+    from divcoeff.task2vec.coefficient import diversity_of_episodes, normalized_cosine_distances
     from divcoeff.task2vec.probes import build_probe
 
     set_threads(compute.threads)
@@ -204,12 +203,11 @@ def run_domain_distances(benchmark: str, dataset_path: str, split: str, out_tsv:
     if div.probe.image_size is None:  # as rule diversity: the view's size
         div = dataclasses.replace(div, probe=dataclasses.replace(div.probe, image_size=view.image_size))
     probe = build_probe(div.probe, derive_seed(master_seed, div.seed, "diversity-probe"), checkpoint_path).to(device)
-    settings = Task2VecSettings.from_settings(div, compute)
     seed = derive_seed(master_seed, div.seed, "diversity-tasks")
     log.info("%s: %d domains x %d tasks (split %s), probe %s, method %s", benchmark, len(eps.meta["components"]),
              domains.tasks, split, probe.description, div.method)
     t0 = time.perf_counter()
-    _, emb = diversity_of_episodes(view, eps, probe, settings, seed, eps.n_episodes, 0, device, progress)
+    _, emb = diversity_of_episodes(view, eps, probe, div, compute, seed, eps.n_episodes, 0, device, progress)
     names = domain_names(eps.meta["components"])
     D = domain_matrix(normalized_cosine_distances(emb), eps.component, len(names))
     off = ~np.eye(len(names), dtype=bool)

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from divcoeff.diversity import normalized_cosine_distances, upper_pairs
+from divcoeff.task2vec.coefficient import normalized_cosine_distances, upper_pairs
 from divcoeff.domains import (DomainMatrixError, domain_matrix, finite_coefficient, mixture_coefficient,
                               read_matrix, sample_domain_tasks, write_matrix)
 from divcoeff.selection import SelectionError, select_domains
