@@ -16,7 +16,7 @@ import yaml
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-WORKFLOW_PARTS = ["Snakefile", "rules", "config", "divcoeff", "workflow_scripts", "report", "envs", "profiles"]
+WORKFLOW_PARTS = ["Snakefile", "rules", "config", "divcoeff", "workflow_scripts", "envs", "profiles"]
 
 
 def _user_config(repo, folder, sheet="config/checkpoints.tsv"):

@@ -15,7 +15,7 @@ import yaml
 
 from report_data import DESIGN_SEEDS, DESIGN_SETS, design_checkpoints, write_design_results
 
-WORKFLOW_PARTS = ["Snakefile", "rules", "config", "divcoeff", "workflow_scripts", "report", "envs"]
+WORKFLOW_PARTS = ["Snakefile", "rules", "config", "divcoeff", "workflow_scripts", "envs"]
 # One metric keeps the test short (each plot job starts Python and matplotlib); the unit tests
 # cover the others, and all of them share the one rule.
 METRICS = ["accuracy"]
