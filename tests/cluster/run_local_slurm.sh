@@ -312,7 +312,7 @@ say "SLURM is up: node $HOST, $NCPU CPUs, ${MEM_MB} MB, GPUs: $([[ $USE_GPU -eq 
 # nothing in the repository.
 WORK=$STATE/work
 git -C "$REPO" ls-files -z --cached --others --exclude-standard |
-    (cd "$REPO" && xargs -0 cp --parents -t "$WORK" 2>/dev/null) ||
+    (cd "$REPO" && xargs -0 cp -P --parents -t "$WORK" 2>/dev/null) ||
     die "could not copy the working tree to $WORK"
 # The profile as it is, with its per-job CPUs and memory capped to this one small node.
 fit_args=(--nodes-cpus "$NCPU" --node-mem-mb "$MEM_MB")
