@@ -68,7 +68,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def select_main(args) -> int:
-    from .domains import DomainMatrixError, DomainSettings, read_matrix
+    from .domains import DomainMatrixError, read_matrix
+    from .settings import DomainSettings
     from .selection import SelectionError, select_domains
 
     limit = args.exact_limit or DomainSettings.from_config({}).exact_limit

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,20 +27,9 @@ from divcoeff.data.episodes import FORMAT, Episodes
 from divcoeff.data.views import View
 from divcoeff.seeding import numpy_rng
 from divcoeff.selection import mixture_coefficient
-from divcoeff.settings import Settings
+from divcoeff.settings import DomainSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DomainSettings(Settings):
-    """``domains:`` the domain distance matrix (rule domain_distances) and selection by it."""
-
-    SECTION = "domains"
-
-    tasks: int
-    seed: int
-    exact_limit: int
 
 
 class DomainMatrixError(ValueError):

@@ -466,6 +466,19 @@ class OwnTestSettings(Settings):
             seed=self.seed, normalisation=frozen(spec.get("normalisation") or {}))
 
 
+# ------------------------------------------------------------------------------------- domains
+
+@dataclass(frozen=True)
+class DomainSettings(Settings):
+    """``domains:`` the domain distance matrix (rule domain_distances) and selection by it."""
+
+    SECTION = "domains"
+
+    tasks: int
+    seed: int
+    exact_limit: int
+
+
 # -------------------------------------------------------------------------------------- report
 
 @dataclass(frozen=True)
@@ -580,6 +593,7 @@ class WorkflowSettings:
     compute: ComputeSettings
     fetch: FetchSettings
     own_test: OwnTestSettings
+    domains: DomainSettings
 
 
 def workflow_settings(config: Mapping, where: str = "config") -> WorkflowSettings:
@@ -595,7 +609,8 @@ def workflow_settings(config: Mapping, where: str = "config") -> WorkflowSetting
         report=ReportSettings.from_config(c["report"], f"{where}: report"),
         compute=compute_settings(c["compute"], f"{where}: compute"),
         fetch=FetchSettings.from_config(c["fetch"], f"{where}: fetch"),
-        own_test=OwnTestSettings.from_config(c["own_test"], f"{where}: own_test"))
+        own_test=OwnTestSettings.from_config(c["own_test"], f"{where}: own_test"),
+        domains=DomainSettings.from_config(c["domains"], f"{where}: domains"))
 
 
 def fetch_settings(values: "FetchSettings | Mapping | None" = None, where: str = "config fetch") -> FetchSettings:

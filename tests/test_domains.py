@@ -185,7 +185,7 @@ def test_domain_settings_match_their_schema_section_and_take_its_defaults():
     import dataclasses
 
     from divcoeff import settings as st
-    from divcoeff.domains import DomainSettings
+    from divcoeff.settings import DomainSettings
 
     assert {f.name for f in dataclasses.fields(DomainSettings)} == set(st.subschema("domains")["properties"])
     assert DomainSettings.from_config({"tasks": 3}) == DomainSettings(tasks=3, seed=33, exact_limit=20000)

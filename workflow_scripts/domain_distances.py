@@ -5,9 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from divcoeff.domains import DomainSettings, run_domain_distances
+from divcoeff.domains import run_domain_distances
 from divcoeff.logs import log_to
-from divcoeff.settings import DiversityCompute, DiversitySettings
+from divcoeff.settings import DiversityCompute, DiversitySettings, DomainSettings
 
 with log_to(snakemake.log[0]):
     run_domain_distances(

@@ -1,5 +1,4 @@
 # Diversity stage helpers (rules/diversity.smk): one coefficient per train set and probe.
-from divcoeff.domains import DomainSettings
 from divcoeff.selection import check_select_specs
 
 PROBES_DIR = (
@@ -43,7 +42,7 @@ def diversity_inputs(wildcards):
 
 
 # --- domain distances: T tasks of every domain of a benchmark, embedded like the coefficient's ---
-DOMAINS = DomainSettings.from_config(config.get("domains"), f"{CONFIG_SOURCE}: domains")
+DOMAINS = S.domains
 # Benchmarks some train set selects its domains from (train_sets.*.select): their matrix is a
 # final target, and those sets' views depend on it.
 check_select_specs(S.train_sets, CONFIG_SOURCE)
