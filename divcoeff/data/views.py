@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from divcoeff.data.indexed import IndexedDataset
-from divcoeff.images import convert_images
 from divcoeff.io import atomic_write_json, atomic_write_text, read_json, sha256_file
 from divcoeff.seeding import numpy_rng
 from divcoeff.settings import train_set_spec
@@ -420,6 +419,8 @@ class View:
         benchmark's recorded normalisation (unchanged where it has none). The stored pixels of the
         benchmarks in `wrap` become (256 - p) mod 256 first (divcoeff.fewshot.pixels)."""
         import torch
+
+        from divcoeff.images import convert_images
 
         rows = np.arange(len(self.table)) if rows is None else np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= self.max_row):
