@@ -3,7 +3,7 @@
 Reads the Snakemake benchmark files of a finished run of one config (by default the embedded
 study, `make run`), takes each rule's mean seconds per job, scales it by the work a job of the
 other config does (training: steps x width^2; evaluation: episodes (+ MAML calibration
-adaptations) x width^2; diversity: tasks; the probe: steps x batch), and multiplies by the
+adaptations) x width^2; diversity: tasks; the domain matrix: tasks a script; the probe: steps x batch), and multiplies by the
 number of jobs the other config plans. Widths enter squared because the ResNet-12's
 convolutions dominate and their cost grows with in x out channels; everything else (job start,
 data loading) is scaled along with it, so small jobs are overestimated. It is an estimate for
@@ -38,26 +38,31 @@ def load(config_path: Path):
     return settings, expand_sheet(sheet, settings.training.replicates.as_dict())
 
 
-def job_seconds(run: Path) -> dict[str, list[float]]:
-    """Seconds of every benchmarked job, by kind: train-pt, train-maml, train-control, eval-pt, ...
-    (a training group's job: its seconds over the number of checkpoints it made).
-    Training is scaled by the step cap: runs that stop earlier by training.convergence make it an
-    overestimate."""
-    kinds: dict[str, list[float]] = {}
+def benchmarked_jobs(run: Path):
+    """(kind, wall seconds, checkpoints made) of every benchmarked job of a finished run: kind is
+    train-pt, train-maml, train-control, eval-pt, ..., diversity, probe or data; a training group's
+    job (training.replicate_group) made the checkpoints in its folder, any other job counts 1."""
     for path in sorted((run / "benchmarks").glob("*/*.tsv")):
         stage, name = path.parent.name, path.stem
         family = "maml" if name.startswith("maml") else "control" if name.startswith("untrained") else "pt"
         kind = {"train": f"train-{family}", "eval": f"eval-{family}"}.get(stage)
         if stage == "diversity":
-            kind = "probe" if name == "train_probe" else "diversity"
+            kind = {"train_probe": "probe"}.get(name, "domains" if name.startswith("domain_distances") else "diversity")
         elif stage == "data":
             kind = "data"
         seconds = float(path.read_text().splitlines()[1].split("\t")[0])
         group = run / "results/checkpoints/groups" / name
-        if stage == "train" and group.is_dir():
-            # a group job (training.replicate_group) trained every checkpoint in its folder: per checkpoint
-            seconds /= max(1, len(list(group.glob("*.pt"))))
-        kinds.setdefault(kind, []).append(seconds)
+        made = max(1, len(list(group.glob("*.pt")))) if stage == "train" and group.is_dir() else 1
+        yield kind or stage, seconds, made
+
+
+def job_seconds(run: Path) -> dict[str, list[float]]:
+    """Seconds per checkpoint of every benchmarked job, by kind (see benchmarked_jobs).
+    Training is scaled by the step cap: runs that stop earlier by training.convergence make it an
+    overestimate."""
+    kinds: dict[str, list[float]] = {}
+    for kind, seconds, made in benchmarked_jobs(run):
+        kinds.setdefault(kind, []).append(seconds / made)
     return kinds
 
 
@@ -73,6 +78,8 @@ def work(settings, kind: str) -> float:
         return e.episodes * width2
     if kind == "diversity":
         return d.tasks + d.noise_floor_tasks
+    if kind == "domains":  # the domain matrix: domains.tasks tasks of every script
+        return settings.domains.tasks
     if kind == "probe":
         return d.probe.pool.steps * d.probe.pool.batch_size
     return 1.0
