@@ -6,7 +6,9 @@ include: "helpers/diversity.smk"
 
 
 # The probe the workflow pretrains itself (diversity.probe.weights: pool): one file, cached like
-# any output, reused by every training set's coefficient.
+# any output, reused by every training set's coefficient. It and the domain matrix are the
+# critical path of a run that selects sets by the matrix (render -> probe -> matrix -> the selected
+# sets' views, training, evaluation): PRIORITY_CRITICAL starts them before other ready jobs.
 rule train_probe:
     input:
         tsv=f"results/views/{PROBE_POOL}.tsv",
@@ -17,6 +19,7 @@ rule train_probe:
         "logs/diversity/train_probe.log",
     benchmark:
         "benchmarks/diversity/train_probe.tsv"
+    priority: PRIORITY_CRITICAL
     conda:
         "../envs/torch.yaml"
     threads: S.compute.probe.threads
@@ -78,6 +81,7 @@ rule domain_distances:
         "benchmarks/diversity/domain_distances_{benchmark}.tsv"
     wildcard_constraints:
         benchmark=_alternatives(S.benchmarks),
+    priority: PRIORITY_CRITICAL
     conda:
         "../envs/torch.yaml"
     threads: S.compute.diversity.threads

@@ -176,3 +176,23 @@ def test_slurm_profile_on_the_paper_config_keeps_downloads_local(repo):
     rules = {j["rule"] for j in jobs}
     assert DOWNLOAD_RULES <= rules, "the paper config downloads its checkpoints and benchmarks"
     assert {"diversity", "evaluate"} <= rules
+
+
+def test_the_probe_and_the_domain_matrix_go_first_among_ready_jobs(repo, tmp_path):
+    """They are the critical path of a study that selects sets by the matrix: the dry run of the tiny
+    study (which selects) gives them, and only them, a priority above the default 0."""
+    cmd = [sys.executable, "-m", "snakemake", "--configfile", "config/tiny/config.yaml", "--dry-run", "--forceall",
+           "--cores", "2"]
+    res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    priority, rule = {}, None
+    for line in (res.stdout + res.stderr).splitlines():
+        if m := JOB_HEADER.match(line):
+            rule = m.group(2)
+            priority.setdefault(rule, set()).add(0)
+        elif rule and line.strip().startswith("priority: "):
+            priority[rule] = priority[rule] - {0} | {int(line.split(": ")[1])}
+    assert {"train_probe", "domain_distances", "train_checkpoint", "diversity"} <= set(priority)
+    first = {r for r, p in priority.items() if p != {0}}
+    assert first == {"train_probe", "domain_distances"}, priority
+    assert min(priority["train_probe"] | priority["domain_distances"]) > 0

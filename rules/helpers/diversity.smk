@@ -41,6 +41,10 @@ def diversity_inputs(wildcards):
     return files
 
 
+# Snakemake priority (default 0) of the probe and the domain matrix: the critical path.
+PRIORITY_CRITICAL = 10
+
+
 # --- domain distances: T tasks of every domain of a benchmark, embedded like the coefficient's ---
 DOMAINS = S.domains
 # Benchmarks some train set selects its domains from (train_sets.*.select): their matrix is a
