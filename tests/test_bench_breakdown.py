@@ -57,3 +57,29 @@ def test_breakdown_without_a_run_says_what_to_do(repo, tmp_path):
     r = subprocess.run([sys.executable, str(repo / "bench/make_run_breakdown.py"), "--run", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "run `make run` first" in r.stderr
+
+
+def test_the_schedule_replay_follows_dependencies_priorities_and_cores(repo):
+    sys.path.insert(0, str(repo / "bench"))
+    from make_run_breakdown import simulate
+
+    def job(seconds, inputs=(), outputs=(), priority=0):
+        return {"seconds": seconds, "inputs": set(inputs), "outputs": set(outputs), "priority": priority}
+
+    render = job(10, outputs=["data"])
+    probe = job(20, ["data"], ["probe"], priority=10)
+    train = job(30, ["data"], ["ckpt"])
+    matrix = job(40, ["probe"], ["matrix"], priority=10)
+    late = job(5, ["matrix", "ckpt"])
+    # 2 cores: render 0-10; probe (priority) and train 10-30 / 10-40; matrix 30-70; late 70-75
+    assert simulate([render, train, probe, matrix, late], 2) == 75
+    # without the priorities the matrix waits for the training: 0-10, train 10-40 and probe 10-30 on
+    # two cores is the same, but with the training listed first on one core everything is serial
+    assert simulate([render, train, probe, matrix, late], 1) == 105
+    # priorities decide who gets the one free core: the long matrix chain first ends sooner
+    first = simulate([job(10, outputs=["a"]), job(30, ["a"]), job(20, ["a"], ["p"], 10), job(40, ["p"], [], 10)], 2)
+    last = simulate([job(10, outputs=["a"]), job(30, ["a"], [], 10), job(30, ["a"], [], 10),
+                     job(20, ["a"], ["p"]), job(40, ["p"])], 2)
+    assert (first, last) == (70, 100)
+    # a job whose input nobody writes (a file already there) is ready at once
+    assert simulate([job(7, ["results/views/x.tsv"])], 2) == 7
