@@ -54,10 +54,13 @@ def write_sheet(tmp_path, rows):
 def test_embedded_sheet_loads(repo, config):
     validate_config(config, repo / SCHEMA)
     sheet = load_sheet(repo / "config/checkpoints.tsv", repo / SHEET_SCHEMA, config)
-    # a PT and a MAML row per training set, and the untrained control
-    assert len(sheet) == 2 * len(config["train_sets"]) + 1
-    assert (sheet["source"] == "init").sum() == 1
-    assert set(sheet["family"]) == {"pt", "maml"}
+    # a PT row per training set, a MAML row per 4-script set (MAML answers the within-level
+    # question there), and the untrained control
+    trained = sheet[sheet["source"] == "train"]
+    assert sorted(trained.loc[trained["family"] == "pt", "train_set"]) == sorted(config["train_sets"])
+    four = sorted(n for n, t in config["train_sets"].items() if t["domains"] == 4)
+    assert len(four) == 4 and sorted(trained.loc[trained["family"] == "maml", "train_set"]) == four
+    assert (sheet["source"] == "init").sum() == 1 and len(sheet) == len(trained) + 1
     assert not sheet["allow_pickle"].any()
 
 
