@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from divcoeff.data.episodes import FORMAT, Episodes
+from divcoeff.data.episodes import FORMAT, Episodes, draw_task, usable_classes
 from divcoeff.data.views import View
 from divcoeff.seeding import numpy_rng
 from divcoeff.selection import mixture_coefficient
@@ -76,8 +76,8 @@ def finite_coefficient(D: np.ndarray, counts) -> float:
 def sample_domain_tasks(view: View, ways: int, shots: int, queries: int, per_domain: int, seed: int) -> Episodes:
     """`per_domain` tasks of every component (domain) of `view` that holds `ways` classes of at
     least `shots + queries` images: `ways` classes of it, then `shots + queries` distinct images
-    per class, as :func:`divcoeff.data.episodes.sample_episodes` draws one task (components in
-    sorted order, their tasks in a row). Components with fewer classes are left out (logged)."""
+    per class, by the draw :func:`divcoeff.data.episodes.sample_episodes` uses for one task
+    (:func:`divcoeff.data.episodes.draw_task`; components in sorted order, their tasks in a row). Components with fewer classes are left out (logged)."""
     if view.rotations:
         raise ValueError(f"view {view.name!r}: the domain matrix does not support benchmarks with task rotations")
     per_image = shots + queries
@@ -86,25 +86,18 @@ def sample_domain_tasks(view: View, ways: int, shots: int, queries: int, per_dom
     rng = numpy_rng(seed, "domain-tasks", view.name, ways, shots, queries, per_domain)
     support, query, classes, component, kept = [], [], [], [], []
     for comp in comps:
-        sub = table[table["component"] == comp]
-        usable = [(lab, np.sort(sub["row"].to_numpy()[idx])) for lab, idx in sorted(sub.groupby("label").indices.items())
-                  if len(idx) >= per_image]
-        if len(usable) < ways:
-            log.info("%s: left out (%d classes of at least %d images, a task takes %d)", comp, len(usable),
+        labels, pool = usable_classes(table, comp, per_image)
+        if len(pool) < ways:
+            log.info("%s: left out (%d classes of at least %d images, a task takes %d)", comp, len(pool),
                      per_image, ways)
             continue
         c = len(kept)
         kept.append(comp)
         for _ in range(per_domain):
-            picked = rng.choice(len(usable), ways, replace=False)
-            s = np.empty((ways, shots), np.int64)
-            q = np.empty((ways, queries), np.int64)
-            for w, p in enumerate(picked):
-                rows = rng.choice(usable[p][1], per_image, replace=False)
-                s[w], q[w] = rows[:shots], rows[shots:]
+            picked, s, q = draw_task(rng, pool, ways, shots, queries)
             support.append(s)
             query.append(q)
-            classes.append([usable[p][0] for p in picked])
+            classes.append([labels[p] for p in picked])
             component.append(c)
     if len(kept) < 1:
         raise ValueError(f"view {view.name!r}: no component has {ways} classes of at least {per_image} images")

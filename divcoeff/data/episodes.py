@@ -60,6 +60,29 @@ def _rotation_draw(view: View, comp_rows: pd.DataFrame) -> dict | None:
     return view.rotations.get(str(comp_rows["benchmark"].iloc[0]))
 
 
+def usable_classes(table: pd.DataFrame, component: str, per_image: int) -> tuple[list[int], list[np.ndarray]]:
+    """The labels of `component`'s classes with at least `per_image` images, in label order, and each
+    one's view rows, sorted: the pool one task of that component is drawn from."""
+    sub = table[table["component"] == component]
+    usable = [(lab, np.sort(sub["row"].to_numpy()[idx])) for lab, idx in sorted(sub.groupby("label").indices.items())
+              if len(idx) >= per_image]
+    return [lab for lab, _ in usable], [rows for _, rows in usable]
+
+
+def draw_task(rng: np.random.Generator, pool: list[np.ndarray], ways: int, shots: int, queries: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One task from a component's class pool (usable_classes): `ways` distinct classes, then
+    `shots + queries` distinct images of each. Returns (positions of the classes in the pool,
+    support rows (ways, shots), query rows (ways, queries))."""
+    picked = rng.choice(len(pool), ways, replace=False)
+    support = np.empty((ways, shots), np.int64)
+    query = np.empty((ways, queries), np.int64)
+    for w, p in enumerate(picked):
+        rows = rng.choice(pool[p], shots + queries, replace=False)
+        support[w], query[w] = rows[:shots], rows[shots:]
+    return picked, support, query
+
+
 def sample_episodes(view: View, ways: int, shots: int, queries: int, n: int, seed: int) -> Episodes:
     """Draw `n` episodes mixture-style: a component uniformly, then `ways` classes in it, then
     `shots + queries` distinct images per class.
@@ -78,14 +101,12 @@ def sample_episodes(view: View, ways: int, shots: int, queries: int, n: int, see
     rotations: list[dict | None] = []
     eligible = []
     for c, comp in enumerate(comps):
-        sub = table[table["component"] == comp]
-        groups = sorted(sub.groupby("label").indices.items())
-        usable = [(lab, np.sort(sub["row"].to_numpy()[idx])) for lab, idx in groups if len(idx) >= per_image]
-        if len(usable) >= ways:
+        comp_labels, pool = usable_classes(table, comp, per_image)
+        if len(pool) >= ways:
             eligible.append(c)
-            labels.append([lab for lab, _ in usable])
-            pools.append([rows for _, rows in usable])
-            rotations.append(_rotation_draw(view, sub))
+            labels.append(comp_labels)
+            pools.append(pool)
+            rotations.append(_rotation_draw(view, table[table["component"] == comp]))
     if not eligible:
         raise EpisodeError(
             f"view {view.name!r}: no component has {ways} classes with at least {shots}+{queries} images each "
@@ -98,11 +119,8 @@ def sample_episodes(view: View, ways: int, shots: int, queries: int, n: int, see
     component = np.empty(n, np.int64)
     for e in range(n):
         k = int(rng.integers(len(eligible)))
-        picked = rng.choice(len(labels[k]), ways, replace=False)
-        for w, p in enumerate(picked):
-            rows = rng.choice(pools[k][p], per_image, replace=False)
-            support[e, w], query[e, w] = rows[:shots], rows[shots:]
-            classes[e, w] = labels[k][p]
+        picked, support[e], query[e] = draw_task(rng, pools[k], ways, shots, queries)
+        classes[e] = [labels[k][p] for p in picked]
         component[e] = eligible[k]
         rot = rotations[k]
         if rot:
