@@ -28,23 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from divcoeff.data.episodes import sample_episodes  # noqa: E402
 from divcoeff.data.indexed import IndexedDataset  # noqa: E402
 from divcoeff.data.views import View, build_view, write_view  # noqa: E402
+from divcoeff.domains import domain_matrix  # noqa: E402
 from divcoeff.task2vec.coefficient import diversity_of_episodes, normalized_cosine_distances  # noqa: E402
 from divcoeff.task2vec.probes import build_probe  # noqa: E402
 from divcoeff.seeding import derive_seed  # noqa: E402
 from divcoeff.settings import DiversitySettings, compute_settings  # noqa: E402
-
-
-def script_matrix(d: np.ndarray, component: np.ndarray, n_scripts: int) -> np.ndarray:
-    """Mean distance between tasks of script a and tasks of script b (diagonal: distinct tasks of one)."""
-    m = np.full((n_scripts, n_scripts), np.nan)
-    for a in range(n_scripts):
-        for b in range(n_scripts):
-            block = d[np.ix_(component == a, component == b)]
-            if a == b:
-                block = block[~np.eye(len(block), dtype=bool)]
-            if block.size:
-                m[a, b] = block.mean()
-    return m
 
 
 def main() -> None:
@@ -80,7 +68,7 @@ def main() -> None:
         _, emb = diversity_of_episodes(view, eps, probe, div, compute,
                                        derive_seed(master, div.seed, "diversity-tasks"), args.tasks, 10, "cpu")
     names = [c.split("/", 1)[-1] for c in meta["components"]]
-    m = script_matrix(normalized_cosine_distances(emb), eps.component, len(names))
+    m = domain_matrix(normalized_cosine_distances(emb), eps.component, len(names))
     off = ~np.eye(len(names), dtype=bool)
     w, c = np.nanmean(np.diag(m)), np.nanmean(m[off])
     print(f"{len(names)} scripts, {args.tasks} tasks, {(time.perf_counter() - t0) / args.tasks:.2f} s/task, "
