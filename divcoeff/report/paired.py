@@ -229,6 +229,18 @@ def _row(family: str, metric: str, low: str, high: str, r: PairedDifference) -> 
             "p_value": r.p_value, "ci_method": r.ci_method, "note": r.note}
 
 
+def paired_rows(family: str, metric: str, low: str, high: str, at_low: pd.DataFrame, at_high: pd.DataFrame,
+                arrays: Mapping[str, Mapping[str, np.ndarray]], *, rng: np.random.Generator, n_boot: int,
+                level: float = LEVEL) -> list[dict]:
+    """The two rows of high - low on the shared episodes: the t-interval over episodes and the
+    design bootstrap (training sets, their checkpoints, episodes)."""
+    m_low = episode_matrix(at_low, arrays, metric)
+    m_high = episode_matrix(at_high, arrays, metric)
+    boot = paired_bootstrap(m_low, m_high, groups_low=list(at_low["train_set"]),
+                            groups_high=list(at_high["train_set"]), n_boot=n_boot, rng=rng, level=level)
+    return [_row(family, metric, low, high, paired_t(m_low, m_high, level)), _row(family, metric, low, high, boot)]
+
+
 def paired_seed(seed: int, family: str, metric: str) -> int:
     return derive_seed(seed, "paired", family, metric)
 
@@ -263,13 +275,8 @@ def paired_comparison_table(summary: pd.DataFrame, arrays: Mapping[str, Mapping[
                 rows += [_empty_row(family, metric, low, high, m, reason) for m in methods]
                 continue
             _check_same_episodes(summary, list(at_low["checkpoint"]) + list(at_high["checkpoint"]))
-            m_low = episode_matrix(at_low, arrays, metric)
-            m_high = episode_matrix(at_high, arrays, metric)
-            rows.append(_row(family, metric, low, high, paired_t(m_low, m_high, level)))
-            rng = np.random.default_rng(paired_seed(seed, family, metric))
-            boot = paired_bootstrap(m_low, m_high, groups_low=list(at_low["train_set"]),
-                                    groups_high=list(at_high["train_set"]), n_boot=n_boot, rng=rng, level=level)
-            rows.append(_row(family, metric, low, high, boot))
+            rows += paired_rows(family, metric, low, high, at_low, at_high, arrays, n_boot=n_boot, level=level,
+                                rng=np.random.default_rng(paired_seed(seed, family, metric)))
     table = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
     for c in ("n_checkpoints_low", "n_checkpoints_high", "n_episodes"):
         table[c] = table[c].astype("Int64")

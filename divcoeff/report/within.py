@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from divcoeff.report.design import LEVEL, TABLE_METRICS, design_points, hierarchical_counts, roles
-from divcoeff.report.paired import _row, episode_matrix, paired_bootstrap, paired_seed, paired_t
+from divcoeff.report.paired import paired_rows, paired_seed
 from divcoeff.seeding import derive_seed
 
 WITHIN_COLUMNS = ["slope_within", "slope_within_lo", "slope_within_hi", "n_levels_within", "within_note"]
@@ -177,12 +177,7 @@ def selection_rows(summary: pd.DataFrame, arrays, selections: Mapping[str, Mappi
                     at_high = mine[mine["train_set"].isin(by_how[high_how])]
                     if at_low.empty or at_high.empty:
                         continue
-                    m_low = episode_matrix(at_low, arrays, metric)
-                    m_high = episode_matrix(at_high, arrays, metric)
-                    rows.append(_row(family, metric, low_label, high_label, paired_t(m_low, m_high, level)))
                     rng = np.random.default_rng(paired_seed(seed, family, f"{metric}-{low_label}-{high_label}"))
-                    boot = paired_bootstrap(m_low, m_high, groups_low=list(at_low["train_set"]),
-                                            groups_high=list(at_high["train_set"]), n_boot=n_boot, rng=rng,
-                                            level=level)
-                    rows.append(_row(family, metric, low_label, high_label, boot))
+                    rows += paired_rows(family, metric, low_label, high_label, at_low, at_high, arrays, rng=rng,
+                                        n_boot=n_boot, level=level)
     return rows
