@@ -17,19 +17,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from divcoeff.domains import predicted_for_components, read_matrix
+from divcoeff.domains import domain_names, predicted_for_components, read_matrix
 from divcoeff.io import atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
 
-def prediction_table(matrices: dict[str, str], views: list[str], diversity: list[str],
+def measured_coefficients(diversity: list[str]) -> dict[str, float]:
+    """Training set -> its measured coefficient, from the diversity JSONs."""
+    docs = [read_json(path) for path in diversity]
+    return {d["train_set"]: float(d["coefficient"]) for d in docs}
+
+
+def prediction_table(matrices: dict[str, str], views: list[str], measured: dict[str, float],
                      levels: dict[str, str]) -> pd.DataFrame:
     loaded = {b: read_matrix(p) for b, p in matrices.items()}
-    measured = {}
-    for path in diversity:
-        d = read_json(path)
-        measured[d["train_set"]] = float(d["coefficient"])
     rows = []
     for path in views:
         meta = read_json(path)
@@ -43,7 +45,7 @@ def prediction_table(matrices: dict[str, str], views: list[str], diversity: list
         sel = meta.get("selection") or {}
         rows.append({"train_set": name, "level": levels.get(name, ""), "benchmark": benchmarks[0],
                      "k": len(meta["components"]),
-                     "domains": ",".join(c.split("/", 1)[-1] for c in meta["components"]),
+                     "domains": ",".join(domain_names(meta["components"])),
                      "select": sel.get("select", ""), "predicted": predicted,
                      "measured": measured.get(name, np.nan)})
     table = pd.DataFrame(rows, columns=["train_set", "level", "benchmark", "k", "domains", "select", "predicted",
@@ -82,12 +84,12 @@ def design_check(measured: dict[str, float], levels: dict[str, str]) -> pd.DataF
 
 def write_prediction_files(matrices: dict[str, str], views: list[str], diversity: list[str], levels: dict[str, str],
                            out_tsv: str | Path, out_design: str | Path) -> None:
-    table = with_summary_row(prediction_table(matrices, views, diversity, levels))
+    measured = measured_coefficients(diversity)
+    table = with_summary_row(prediction_table(matrices, views, measured, levels))
     atomic_write_text(out_tsv, table.to_csv(sep="\t", index=False, float_format="%.6g", lineterminator="\n"))
     last = table.iloc[-1]
     log.info("predicted vs measured over %s sets: r %.3f, mean error %+.4f, largest |error| %.4f",
              last["k"], last["r"], last["error"], last["max_abs_error"])
-    measured = {read_json(p)["train_set"]: float(read_json(p)["coefficient"]) for p in diversity}
     design = design_check(measured, levels)
     atomic_write_text(out_design, design.to_csv(sep="\t", index=False, float_format="%.6g", lineterminator="\n"))
     for _, row in design.iterrows():
